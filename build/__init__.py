@@ -1,0 +1,1 @@
+"""Fold checkpoints -> model bundle (ONNX, torch.export, TensorRT)."""

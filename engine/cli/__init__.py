@@ -1,0 +1,32 @@
+"""The `mammo-batch` command line: one click group, one file per command."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from mammo_batch import __version__
+from mammo_batch.engine.cli.inspect import inspect
+from mammo_batch.engine.cli.preview import preview
+from mammo_batch.engine.cli.synth import synth
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mammo-batch")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def cli(verbose: bool) -> None:
+    """Batch inference for screening mammography recall models."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+cli.add_command(inspect)
+cli.add_command(preview)
+cli.add_command(synth)
+
+
+def main() -> None:
+    cli(prog_name="mammo-batch")

@@ -1,0 +1,42 @@
+"""Options and parsers shared by several commands."""
+
+from __future__ import annotations
+
+import click
+
+from mammo_batch.engine.studies import STUDY_KEYS
+
+
+def parse_size(value: str) -> tuple[int, int]:
+    """'1024x512' -> (1024, 512) as (height, width)."""
+    try:
+        height, width = (int(part) for part in value.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"expected HxW such as 1024x512, got {value!r}") from None
+    if height <= 0 or width <= 0:
+        raise click.BadParameter(f"sizes must be positive, got {value!r}")
+    return height, width
+
+
+def parse_views(value: str | None) -> frozenset[str] | None:
+    """'CC,MLO' -> {'CC', 'MLO'}; None keeps every view."""
+    if not value:
+        return None
+    return frozenset(v.strip().upper() for v in value.split(",") if v.strip())
+
+
+study_key_option = click.option(
+    "--study-key",
+    type=click.Choice(STUDY_KEYS),
+    default="auto",
+    show_default=True,
+    help="Group views into studies by AccessionNumber else StudyInstanceUID (auto), "
+    "one of them only, or by parent folder.",
+)
+views_option = click.option(
+    "--views", "views", default=None, help="Score only these views, e.g. CC,MLO (default: all)."
+)
+workers_option = click.option(
+    "--workers", type=click.IntRange(min=0), default=0, show_default=True,
+    help="Worker processes (0 = one per CPU core).",
+)

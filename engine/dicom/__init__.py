@@ -1,0 +1,8 @@
+"""DICOM files -> view records (headers, view policy) and decoded pixel arrays."""
+
+from mammo_batch.engine.dicom.decode import DecodeError, decode_pixels, read_and_decode
+from mammo_batch.engine.dicom.discover import discover, iter_candidate_files
+from mammo_batch.engine.dicom.header import read_view
+from mammo_batch.engine.dicom.record import ViewRecord
+
+__all__ = ["DecodeError", "ViewRecord", "decode_pixels", "read_and_decode", "discover", "iter_candidate_files", "read_view"]

@@ -1,0 +1,97 @@
+"""Read one file's header (pixel data deferred, not decoded) into a ViewRecord."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+
+import pydicom
+from pydicom import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import get_decoder
+
+from mammo_batch.engine.dicom.policy import DICOMDIR_CLASS, fail
+from mammo_batch.engine.dicom.record import ViewRecord
+from mammo_batch.engine.dicom.vocabulary import laterality_of, multi_values, view_of
+
+# Values larger than this stay on disk until decode; the header alone is read now.
+DEFER_BYTES = 4096
+
+
+def read_view(path: str | os.PathLike) -> ViewRecord:
+    """Header-only read of `path`. Never raises for bad input: the record says what went wrong."""
+    record = ViewRecord(path=str(path))
+    try:
+        size = os.path.getsize(path)
+    except OSError as exc:
+        return fail(record, "unreadable", f"cannot stat file: {exc.strerror}")
+    if size == 0:
+        return fail(record, "empty_file")
+    try:
+        ds = pydicom.dcmread(path, defer_size=DEFER_BYTES)
+    except InvalidDicomError:
+        return fail(record, "not_dicom")
+    except Exception as exc:  # pydicom raises many types for damaged files
+        return fail(record, "unreadable", f"{type(exc).__name__}: {exc}"[:200])
+    try:
+        return _fill(record, ds, size)
+    except Exception as exc:  # a malformed value in an otherwise parseable header
+        return fail(record, "unreadable", f"{type(exc).__name__}: {exc}"[:200])
+
+
+def _fill(record: ViewRecord, ds: Dataset, file_size: int) -> ViewRecord:
+    meta = getattr(ds, "file_meta", Dataset())
+    record.sop_class_uid = str(ds.get("SOPClassUID", "") or meta.get("MediaStorageSOPClassUID", ""))
+    if record.sop_class_uid == DICOMDIR_CLASS or "DirectoryRecordSequence" in ds:
+        return fail(record, "dicomdir")
+    record.sop_instance_uid = _text(ds, "SOPInstanceUID")
+    record.patient_id = _text(ds, "PatientID")
+    record.accession_number = _text(ds, "AccessionNumber")
+    record.study_instance_uid = _text(ds, "StudyInstanceUID")
+    record.study_date = _text(ds, "StudyDate")
+    record.modality = _text(ds, "Modality").upper()
+    record.manufacturer = _text(ds, "Manufacturer")
+    record.transfer_syntax = str(meta.get("TransferSyntaxUID", "") or "")
+    record.photometric = _text(ds, "PhotometricInterpretation").upper()
+    record.bits_stored = int(ds.get("BitsStored", 0) or 0)
+    record.rows = int(ds.get("Rows", 0) or 0)
+    record.columns = int(ds.get("Columns", 0) or 0)
+    record.n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    record.presentation_intent = _text(ds, "PresentationIntentType").upper()
+    record.patient_orientation = multi_values(ds, "PatientOrientation")
+    record.fov_horizontal_flip = _text(ds, "FieldOfViewHorizontalFlip").upper()
+    record.laterality = laterality_of(ds)
+    record.view = view_of(ds)
+    if "PixelData" not in ds:
+        return fail(record, "no_pixel_data")
+    if not decoder_available(record.transfer_syntax):
+        return fail(record, "unsupported_transfer_syntax", f"no decoder for {record.transfer_syntax}")
+    if _native_too_short(ds, record, file_size):
+        return fail(record, "truncated")
+    return record
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword, "")
+    return str(value).strip() if value is not None else ""
+
+
+@cache
+def decoder_available(transfer_syntax: str) -> bool:
+    """Whether an installed pydicom plugin can decode `transfer_syntax`."""
+    if not transfer_syntax:
+        return True  # no file meta: pydicom assumes implicit little endian
+    try:
+        return bool(get_decoder(pydicom.uid.UID(transfer_syntax)).is_available)
+    except (NotImplementedError, ValueError):
+        return False
+
+
+def _native_too_short(ds: Dataset, record: ViewRecord, file_size: int) -> bool:
+    """Uncompressed pixel data must fit in the file; compressed data is checked at decode."""
+    if pydicom.uid.UID(record.transfer_syntax or "1.2.840.10008.1.2").is_compressed:
+        return False
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    bits = int(ds.get("BitsAllocated", 16) or 16)
+    expected = record.rows * record.columns * samples * record.n_frames * bits // 8
+    return file_size < expected

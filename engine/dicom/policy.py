@@ -1,0 +1,65 @@
+"""The view policy: which files are scored, and a recorded reason for every one that is not.
+
+Score every 2D For-Presentation mammogram; skip For-Processing, multi-frame / DBT,
+non-image and non-MG objects (DESIGN.md, "View policy").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from mammo_batch.engine.dicom.record import STATUS_FAILED, STATUS_SKIPPED, ViewRecord
+
+# reason code -> what it means (shown by `inspect`, written to views.parquet)
+REASONS = {
+    "empty_file": "the file is empty",
+    "not_dicom": "not a DICOM file",
+    "unreadable": "the DICOM header could not be parsed",
+    "truncated": "the file is shorter than its pixel data says",
+    "dicomdir": "a DICOMDIR index, not an image",
+    "no_pixel_data": "no pixel data (a report, presentation state or other non-image object)",
+    "not_mammogram": "modality is not MG",
+    "for_processing": "a For Processing image (not for reading)",
+    "tomosynthesis": "breast tomosynthesis object",
+    "multi_frame": "multi-frame image (DBT or a cine)",
+    "not_grayscale": "not a grayscale image (RGB, YBR or palette colour)",
+    "unknown_laterality": "no usable laterality (ImageLaterality, Laterality, FrameLaterality)",
+    "unsupported_transfer_syntax": "no installed decoder for this transfer syntax",
+    "view_excluded": "the view is not in --views",
+    "decode_error": "the pixel data could not be decoded",
+}
+
+MAMMO_FOR_PROCESSING = {
+    "1.2.840.10008.5.1.4.1.1.1.2.1",  # Digital Mammography X-Ray Image - For Processing
+    "1.2.840.10008.5.1.4.1.1.13.1.5",  # Breast Projection X-Ray Image - For Processing
+}
+TOMOSYNTHESIS = {"1.2.840.10008.5.1.4.1.1.13.1.3"}  # Breast Tomosynthesis Image
+DICOMDIR_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage
+GRAYSCALE = {"MONOCHROME1", "MONOCHROME2"}
+
+
+def apply_policy(record: ViewRecord, views: Collection[str] | None = None) -> ViewRecord:
+    """Mark `record` skipped (with a reason) if the view policy excludes it."""
+    if not record.scorable:
+        return record
+    for reason, excluded in _checks(record, views):
+        if excluded:
+            return record.reject(STATUS_SKIPPED, reason, REASONS[reason])
+    return record
+
+
+def _checks(r: ViewRecord, views: Collection[str] | None):
+    yield "not_mammogram", r.modality != "MG"
+    yield "for_processing", (
+        r.sop_class_uid in MAMMO_FOR_PROCESSING or r.presentation_intent == "FOR PROCESSING"
+    )
+    yield "tomosynthesis", r.sop_class_uid in TOMOSYNTHESIS
+    yield "multi_frame", r.n_frames > 1
+    yield "not_grayscale", r.photometric not in GRAYSCALE
+    yield "unknown_laterality", r.laterality not in ("L", "R")
+    yield "view_excluded", bool(views) and r.view not in views
+
+
+def fail(record: ViewRecord, reason: str, detail: str = "") -> ViewRecord:
+    """Mark `record` failed: the file could not be read or decoded."""
+    return record.reject(STATUS_FAILED, reason, detail or REASONS[reason])

@@ -1,0 +1,1 @@
+"""Finetuning of fold models (datasets, backbones, training loop). Needs the ``train`` extra."""
