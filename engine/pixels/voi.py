@@ -52,6 +52,8 @@ def apply_table(table: np.ndarray, stored: np.ndarray, lo: int) -> np.ndarray:
 
 def _to_display(ds: Dataset, stored: np.ndarray, voi: str) -> np.ndarray:
     values = apply_modality_lut(stored, ds)
+    if ds.get("VOILUTSequence") and values.dtype.kind == "f" and np.all(values == np.rint(values)):
+        values = values.astype(np.int64)  # a VOI LUT is indexed: keep an identity rescale integral
     if voi == VOI_DICOM and has_voi(ds):
         out = apply_voi_lut(values, ds, index=0)
         y_min, y_max = voi_output_range(ds)
