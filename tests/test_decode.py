@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import pydicom
+import pytest
 
 from mammo_batch.engine.dicom import DecodeError, read_and_decode
 

@@ -7,7 +7,7 @@ import pydicom
 import pytest
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-from mammo_batch.engine.dicom import DecodeError, discover, read_and_decode, read_view
+from mammo_batch.engine.dicom import discover, read_and_decode, read_view
 from mammo_batch.engine.pixels import preprocess
 from mammo_batch.engine.pixels.voi import to_display, voi_output_range
 from mammo_batch.engine.studies import group_studies

@@ -21,6 +21,7 @@ def cli(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("openjpeg").setLevel(logging.WARNING)  # one INFO line per encoded tile
 
 
 cli.add_command(inspect)

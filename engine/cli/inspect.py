@@ -8,7 +8,12 @@ from collections import Counter
 
 import click
 
-from mammo_batch.engine.cli.options import parse_views, study_key_option, views_option, workers_option
+from mammo_batch.engine.cli.options import (
+    parse_views,
+    study_key_option,
+    views_option,
+    workers_option,
+)
 from mammo_batch.engine.dicom import discover
 from mammo_batch.engine.dicom.policy import REASONS
 from mammo_batch.engine.dicom.record import ViewRecord
@@ -39,7 +44,9 @@ def inspect(paths: tuple[str, ...], study_key: str, views: str | None, workers: 
         click.echo(render(summary))
 
 
-def summarize(records: list[ViewRecord], studies: list[Study], orphans: list[ViewRecord], seconds: float) -> dict:
+def summarize(
+    records: list[ViewRecord], studies: list[Study], orphans: list[ViewRecord], seconds: float
+) -> dict:
     scorable = [r for r in records if r.scorable]
     status = Counter(r.status for r in records)
     per_study = Counter(len(s.scorable) for s in studies)

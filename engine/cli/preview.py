@@ -90,7 +90,7 @@ def _prepare_one(path: str, size, settings) -> tuple[np.ndarray | None, str]:
     try:
         return prepare_file(path, [size], settings).inputs[size], ""
     except (DecodeError, ValueError) as exc:
-        return None, str(exc)
+        return None, f"{type(exc).__name__}: {exc}"[:300]
 
 
 def contact_sheet(tiles: list[tuple[str, np.ndarray]]) -> np.ndarray:

@@ -5,4 +5,12 @@ from mammo_batch.engine.dicom.discover import discover, iter_candidate_files
 from mammo_batch.engine.dicom.header import read_view
 from mammo_batch.engine.dicom.record import ViewRecord
 
-__all__ = ["DecodeError", "ViewRecord", "decode_pixels", "read_and_decode", "discover", "iter_candidate_files", "read_view"]
+__all__ = [
+    "DecodeError",
+    "ViewRecord",
+    "decode_pixels",
+    "discover",
+    "iter_candidate_files",
+    "read_and_decode",
+    "read_view",
+]

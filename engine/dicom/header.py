@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from functools import cache
 
 import pydicom
@@ -10,12 +11,14 @@ from pydicom import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import get_decoder
 
-from mammo_batch.engine.dicom.policy import DICOMDIR_CLASS, fail
+from mammo_batch.engine.dicom.policy import DICOMDIR_CLASS, fail, skip
 from mammo_batch.engine.dicom.record import ViewRecord
 from mammo_batch.engine.dicom.vocabulary import laterality_of, multi_values, view_of
 
 # Values larger than this stay on disk until decode; the header alone is read now.
 DEFER_BYTES = 4096
+# What pydicom warns when a file ends inside encapsulated (compressed) pixel data.
+TRUNCATION_WARNING = "End of file reached before delimiter"
 
 
 def read_view(path: str | os.PathLike) -> ViewRecord:
@@ -28,11 +31,15 @@ def read_view(path: str | os.PathLike) -> ViewRecord:
     if size == 0:
         return fail(record, "empty_file")
     try:
-        ds = pydicom.dcmread(path, defer_size=DEFER_BYTES)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = pydicom.dcmread(path, defer_size=DEFER_BYTES)
     except InvalidDicomError:
-        return fail(record, "not_dicom")
+        return skip(record, "not_dicom")
     except Exception as exc:  # pydicom raises many types for damaged files
         return fail(record, "unreadable", f"{type(exc).__name__}: {exc}"[:200])
+    if any(TRUNCATION_WARNING in str(w.message) for w in caught):
+        return fail(record, "truncated", "the file ends inside its encapsulated pixel data")
     try:
         return _fill(record, ds, size)
     except Exception as exc:  # a malformed value in an otherwise parseable header
@@ -43,7 +50,7 @@ def _fill(record: ViewRecord, ds: Dataset, file_size: int) -> ViewRecord:
     meta = getattr(ds, "file_meta", Dataset())
     record.sop_class_uid = str(ds.get("SOPClassUID", "") or meta.get("MediaStorageSOPClassUID", ""))
     if record.sop_class_uid == DICOMDIR_CLASS or "DirectoryRecordSequence" in ds:
-        return fail(record, "dicomdir")
+        return skip(record, "dicomdir")
     record.sop_instance_uid = _text(ds, "SOPInstanceUID")
     record.patient_id = _text(ds, "PatientID")
     record.accession_number = _text(ds, "AccessionNumber")
@@ -63,7 +70,7 @@ def _fill(record: ViewRecord, ds: Dataset, file_size: int) -> ViewRecord:
     record.laterality = laterality_of(ds)
     record.view = view_of(ds)
     if "PixelData" not in ds:
-        return fail(record, "no_pixel_data")
+        return skip(record, "no_pixel_data")
     if not decoder_available(record.transfer_syntax):
         return fail(record, "unsupported_transfer_syntax", f"no decoder for {record.transfer_syntax}")
     if _native_too_short(ds, record, file_size):

@@ -44,7 +44,7 @@ def apply_policy(record: ViewRecord, views: Collection[str] | None = None) -> Vi
         return record
     for reason, excluded in _checks(record, views):
         if excluded:
-            return record.reject(STATUS_SKIPPED, reason, REASONS[reason])
+            return skip(record, reason)
     return record
 
 
@@ -61,5 +61,10 @@ def _checks(r: ViewRecord, views: Collection[str] | None):
 
 
 def fail(record: ViewRecord, reason: str, detail: str = "") -> ViewRecord:
-    """Mark `record` failed: the file could not be read or decoded."""
+    """Mark `record` failed: the file should be an image but could not be read or decoded."""
     return record.reject(STATUS_FAILED, reason, detail or REASONS[reason])
+
+
+def skip(record: ViewRecord, reason: str, detail: str = "") -> ViewRecord:
+    """Mark `record` skipped: a valid file that is not a view to score (a CSV, a DICOMDIR, a report)."""
+    return record.reject(STATUS_SKIPPED, reason, detail or REASONS[reason])

@@ -40,14 +40,19 @@ class BreastMask:
 
 
 def small_copy(image: np.ndarray) -> tuple[np.ndarray, float]:
-    """An anti-aliased copy with long side WORK_SIZE, and its downscale factor."""
-    scale = max(image.shape) / WORK_SIZE
-    if scale <= 1:
+    """An anti-aliased copy with long side <= WORK_SIZE, and its (integer) downscale factor.
+
+    An integer factor lets OpenCV average whole k x k blocks (its fast area path); the
+    last < k rows and columns are dropped, which a mask does not miss.
+    """
+    factor = int(np.ceil(max(image.shape) / WORK_SIZE))
+    if factor <= 1:
         return image, 1.0
-    size = (max(1, round(image.shape[1] / scale)), max(1, round(image.shape[0] / scale)))
-    src = image if image.dtype in (np.uint8, np.uint16, np.float32) else image.astype(np.float32)
-    small = cv2.resize(src, size, interpolation=cv2.INTER_AREA)
-    return small, image.shape[0] / small.shape[0]
+    rows, cols = image.shape[0] // factor, image.shape[1] // factor
+    src = image[: rows * factor, : cols * factor]
+    if src.dtype not in (np.uint8, np.uint16, np.int16, np.float32):
+        src = src.astype(np.float32)
+    return cv2.resize(src, (cols, rows), interpolation=cv2.INTER_AREA), float(factor)
 
 
 def find_breast(small: np.ndarray, scale: float = 1.0) -> BreastMask:

@@ -19,9 +19,10 @@ from pydicom import Dataset
 from mammo_batch.engine.pixels import voi
 from mammo_batch.engine.pixels.mask import find_breast, small_copy
 from mammo_batch.engine.pixels.orient import LEFT, Orientation, decide
-from mammo_batch.engine.pixels.resize import fit
+from mammo_batch.engine.pixels.resize import pad_to, scale_to_fit
 
 DTYPES = ("uint8", "uint16", "float32")
+MASK_GROW = 11  # pixels of the 512-px working copy
 
 
 @dataclass(frozen=True)
@@ -67,12 +68,19 @@ def preprocess(
     box = breast.bbox(stored.shape) if settings.crop else (0, *stored.shape[:1], 0, stored.shape[1])
     top, bottom, left, right = box
     image = voi.apply_table(table, stored[top:bottom, left:right], lo)
-    if settings.crop:
-        image = _zero_outside(image, breast.mask, box, scale)
+    keep = _mask_in_box(breast.mask, box, scale) if settings.crop else None
     flipped = orientation.chest_wall != LEFT
-    if flipped:
+    if flipped:  # before resampling, so both orientations land on the same pixel grid
         image = image[:, ::-1]
-    inputs = {size: _as_model_dtype(fit(image, *size), settings.dtype) for size in set(sizes)}
+        keep = keep[:, ::-1] if keep is not None else None
+    inputs = {}
+    for size in set(sizes):
+        scaled = scale_to_fit(image, *size)
+        if keep is not None:  # zero markers at the model size: cheaper than at the stored size
+            mask = cv2.resize(np.ascontiguousarray(keep), scaled.shape[::-1],
+                              interpolation=cv2.INTER_NEAREST)
+            scaled = scaled * mask
+        inputs[size] = _as_model_dtype(pad_to(scaled, *size), settings.dtype)
     return Prepared(inputs, orientation, box, flipped)
 
 
@@ -83,17 +91,22 @@ def _display_table(ds: Dataset, stored: np.ndarray, window: str) -> tuple[np.nda
     return voi.display_table(ds, lo, hi, window), lo
 
 
-def _zero_outside(image: np.ndarray, mask: np.ndarray, box, scale: float) -> np.ndarray:
-    """Zero markers and labels inside the crop box: keep only the (dilated) breast mask."""
+def _mask_in_box(mask: np.ndarray, box, scale: float) -> np.ndarray | None:
+    """The dilated breast mask over the crop box (small-copy pixels); None if it keeps everything.
+
+    Zeroing outside it removes markers and labels inside the box. The dilation (~2% of the
+    long side) puts the cut in the background, not on the skin line, so a mask one pixel
+    larger or smaller does not change the model input.
+    """
     top, bottom, left, right = box
-    grown = cv2.dilate(mask, np.ones((5, 5), np.uint8))
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (MASK_GROW, MASK_GROW))
+    grown = cv2.dilate(mask, disk)
     y0, y1 = int(top / scale), int(np.ceil(bottom / scale))
     x0, x1 = int(left / scale), int(np.ceil(right / scale))
     local = grown[y0:y1, x0:x1]
     if local.size == 0 or local.all():
-        return image
-    full = cv2.resize(local, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST)
-    return image * full
+        return None
+    return local
 
 
 def _as_model_dtype(display: np.ndarray, dtype: str) -> np.ndarray:

@@ -6,19 +6,30 @@ import cv2
 import numpy as np
 
 
-def fit(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Scale `image` to fit inside height x width keeping its aspect, then zero-pad.
+def scale_to_fit(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Scale `image` to fit inside height x width, keeping its aspect ratio.
 
-    The chest wall is on the left edge, so the image sits flush left and is centred
-    vertically: padding goes on the nipple side and above/below, never between the
-    chest wall and the edge.
+    Area interpolation when shrinking (anti-aliased), bilinear when enlarging.
     """
     h, w = image.shape[:2]
     scale = min(height / h, width / w)
     new_h, new_w = max(1, min(height, round(h * scale))), max(1, min(width, round(w * scale)))
     interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    resized = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
+    return cv2.resize(np.ascontiguousarray(image), (new_w, new_h), interpolation=interpolation)
+
+
+def pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Zero-pad to height x width: flush left (the chest wall), centred vertically.
+
+    Padding goes on the nipple side and above/below, never between the chest wall and the edge.
+    """
     out = np.zeros((height, width), dtype=image.dtype)
-    top = (height - new_h) // 2
-    out[top : top + new_h, :new_w] = resized
+    h, w = image.shape[:2]
+    top = (height - h) // 2
+    out[top : top + h, :w] = image
     return out
+
+
+def fit(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """scale_to_fit then pad_to."""
+    return pad_to(scale_to_fit(image, height, width), height, width)

@@ -74,7 +74,7 @@ def voi_output_range(ds: Dataset) -> tuple[float, float]:
     pydicom's apply_windowing uses (PS3.3 C.11.2.1.2), which depends on the modality LUT.
     """
     if ds.get("VOILUTSequence"):
-        data = np.asarray(ds.VOILUTSequence[0].LUTData, dtype=np.float64)
+        data = _lut_data(ds.VOILUTSequence[0])
         return float(data.min()), float(data.max())
     bits = int(ds.BitsStored)
     if ds.get("ModalityLUTSequence"):
@@ -88,3 +88,12 @@ def voi_output_range(ds: Dataset) -> tuple[float, float]:
         y_min, y_max = sorted((y_min * float(slope) + float(intercept),
                                y_max * float(slope) + float(intercept)))
     return y_min, y_max
+
+
+def _lut_data(item: Dataset) -> np.ndarray:
+    """LUTData as numbers; implicit VR files leave its ambiguous VR (US/OW) as raw bytes."""
+    data = item.LUTData
+    if isinstance(data, bytes):
+        bits = int(item.LUTDescriptor[2])
+        return np.frombuffer(data, dtype="<u2" if bits > 8 else "u1").astype(np.float64)
+    return np.asarray(data, dtype=np.float64).ravel()
