@@ -7,8 +7,10 @@ import logging
 import click
 
 from mammo_batch import __version__
+from mammo_batch.engine.cli.bundle import bundle
 from mammo_batch.engine.cli.inspect import inspect
 from mammo_batch.engine.cli.preview import preview
+from mammo_batch.engine.cli.score import score
 from mammo_batch.engine.cli.synth import synth
 
 
@@ -24,9 +26,11 @@ def cli(verbose: bool) -> None:
     logging.getLogger("openjpeg").setLevel(logging.WARNING)  # one INFO line per encoded tile
 
 
+cli.add_command(score)
 cli.add_command(inspect)
 cli.add_command(preview)
 cli.add_command(synth)
+cli.add_command(bundle)
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ import click
 from mammo_batch.engine.cli.options import (
     parse_views,
     study_key_option,
-    views_option,
+    view_filter_option,
     workers_option,
 )
 from mammo_batch.engine.dicom import discover
@@ -23,13 +23,15 @@ from mammo_batch.engine.studies import Study, group_studies
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @study_key_option
-@views_option
+@view_filter_option
 @workers_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document for machines.")
-def inspect(paths: tuple[str, ...], study_key: str, views: str | None, workers: int, as_json: bool) -> None:
+def inspect(
+    paths: tuple[str, ...], study_key: str, view_filter: str | None, workers: int, as_json: bool
+) -> None:
     """Read DICOM headers under PATHS, group them into studies and report what will be scored."""
     start = time.perf_counter()
-    records = discover(paths, views=parse_views(views), workers=workers)
+    records = discover(paths, views=parse_views(view_filter), workers=workers)
     studies, orphans = group_studies(records, study_key)
     seconds = time.perf_counter() - start
     summary = summarize(records, studies, orphans, seconds)

@@ -33,8 +33,9 @@ study_key_option = click.option(
     help="Group views into studies by AccessionNumber else StudyInstanceUID (auto), "
     "one of them only, or by parent folder.",
 )
-views_option = click.option(
-    "--views", "views", default=None, help="Score only these views, e.g. CC,MLO (default: all)."
+view_filter_option = click.option(
+    "--view-filter", "view_filter", default=None,
+    help="Only these views, e.g. CC,MLO (default: every view the policy allows).",
 )
 workers_option = click.option(
     "--workers", type=click.IntRange(min=0), default=0, show_default=True,

@@ -15,7 +15,7 @@ from mammo_batch.engine.cli.options import (
     parse_size,
     parse_views,
     study_key_option,
-    views_option,
+    view_filter_option,
     workers_option,
 )
 from mammo_batch.engine.dicom import DecodeError, discover
@@ -40,10 +40,10 @@ VIEW_ORDER = {"CC": 0, "MLO": 1}
 @click.option("--dtype", type=click.Choice(["uint8", "uint16"]), default="uint8", show_default=True,
               help="Model input type; uint16 writes 16-bit PNGs.")
 @study_key_option
-@views_option
+@view_filter_option
 @workers_option
 def preview(paths, out_dir: Path, size: str, window: str, no_crop: bool, dtype: str,
-            study_key: str, views: str | None, workers: int) -> None:
+            study_key: str, view_filter: str | None, workers: int) -> None:
     """Write what the model will see: per view the model input, per study a labelled contact sheet.
 
     Files are named by position (study_0001/view_01.png), never by DICOM tag values;
@@ -51,7 +51,7 @@ def preview(paths, out_dir: Path, size: str, window: str, no_crop: bool, dtype: 
     """
     height_width = parse_size(size)
     settings = PreprocessSettings(window=window, crop=not no_crop, dtype=dtype)
-    studies, _ = group_studies(discover(paths, views=parse_views(views), workers=workers), study_key)
+    studies, _ = group_studies(discover(paths, views=parse_views(view_filter), workers=workers), study_key)
     studies = [s for s in studies if s.scorable]
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []

@@ -1,0 +1,38 @@
+"""Model bundles: a directory with bundle.json and the members' artifacts (docs/scoring.md).
+
+    bundle = load_bundle("models/demo")   # validates everything, checksums included
+    bundle.id, bundle.settings, bundle.sizes, bundle.members[0].input_size
+
+Files: model.py (the dataclasses), load.py (parsing and validation), fields.py (typed JSON
+reads with located errors), checksums.py (sha256), write.py (bundle.json), errors.py.
+"""
+
+from mammo_batch.engine.bundle.checksums import sha256_file
+from mammo_batch.engine.bundle.errors import BundleError
+from mammo_batch.engine.bundle.load import load_bundle
+from mammo_batch.engine.bundle.model import (
+    BUNDLE_FILE,
+    FORMAT_VERSION,
+    Artifacts,
+    Bundle,
+    Member,
+    MemberInput,
+    Preprocess,
+    TensorRTEngine,
+)
+from mammo_batch.engine.bundle.write import write_bundle_json
+
+__all__ = [
+    "BUNDLE_FILE",
+    "FORMAT_VERSION",
+    "Artifacts",
+    "Bundle",
+    "BundleError",
+    "Member",
+    "MemberInput",
+    "Preprocess",
+    "TensorRTEngine",
+    "load_bundle",
+    "sha256_file",
+    "write_bundle_json",
+]

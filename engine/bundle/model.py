@@ -1,0 +1,124 @@
+"""What a loaded bundle is: frozen dataclasses whose fields mirror the keys of bundle.json.
+
+Field names equal the JSON keys on purpose: `dataclasses.asdict(member)` gives back the
+member's JSON (`bundle show --json` relies on it). Parsing and validation live in load.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mammo_batch.engine.pixels import PreprocessSettings
+
+FORMAT_VERSION = 1
+BUNDLE_FILE = "bundle.json"
+
+
+@dataclass(frozen=True)
+class MemberInput:
+    """The model's input tensor: (batch, channels, height, width) of `dtype`."""
+
+    height: int
+    width: int
+    channels: int  # always 1: the pixel path makes one grayscale channel
+    dtype: str  # uint8 | uint16 | float32, the pixel path's output dtype
+    value_range: tuple[float, float]  # the pixel path's range for that dtype
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How views are prepared for the member; the same for every member of a bundle."""
+
+    window: str  # dicom | minmax
+    crop: bool
+    orientation: str  # chest_wall_left: what the pixel path produces
+
+
+@dataclass(frozen=True)
+class TensorRTEngine:
+    """A serialized TensorRT engine: valid only for one GPU architecture and TensorRT version."""
+
+    file: str
+    compute_capability: str  # e.g. "9.0" for an H100
+    tensorrt_version: str  # e.g. "10.3.0"
+    precision: str  # e.g. "fp16"
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    """Files of one member, relative to the bundle directory. ONNX is always there."""
+
+    onnx: str
+    torch: str | None = None  # a torch.export archive (.pt2)
+    tensorrt: tuple[TensorRTEngine, ...] = ()
+
+    def files(self) -> list[str]:
+        """Every artifact file named, in a stable order."""
+        names = [self.onnx] + ([self.torch] if self.torch else [])
+        return names + [engine.file for engine in self.tensorrt]
+
+
+@dataclass(frozen=True)
+class Member:
+    """One model of the ensemble (typically one cross-validation fold)."""
+
+    name: str
+    fold: int | None
+    arch: str
+    input: MemberInput
+    preprocess: Preprocess
+    artifacts: Artifacts
+    # Dicts are left out of the hash so that members (and bundles) can be dict keys.
+    sha256: dict[str, str] = field(hash=False)  # artifact file -> hex digest, checked at load
+    metrics: dict[str, float] = field(default_factory=dict, hash=False)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(height, width) of the model input."""
+        return self.input.height, self.input.width
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A validated model bundle: every artifact exists and matches its checksum."""
+
+    path: Path  # the bundle directory, absolute
+    digest: str  # sha256 hex of the bundle.json bytes
+    format_version: int
+    name: str
+    created: str
+    description: str
+    members: tuple[Member, ...]
+    ensemble: str  # mean: a view's probability is the mean over members
+    aggregation: dict[str, str] = field(hash=False)  # {"breast": mean|max, "study": max|mean|max-image}
+    threshold: float  # recall = study score >= threshold
+    provenance: dict = field(default_factory=dict, hash=False)
+
+    @property
+    def id(self) -> str:
+        """The bundle id, `<name>@<12 hex of sha256(bundle.json)>`: any change to bundle.json
+        (an artifact checksum included) gives a new id, so scores record what produced them."""
+        return f"{self.name}@{self.digest[:12]}"
+
+    @property
+    def settings(self) -> PreprocessSettings:
+        """The pixel path's settings, shared by all members (load checked that they agree)."""
+        first = self.members[0]
+        return PreprocessSettings(window=first.preprocess.window, crop=first.preprocess.crop,
+                                  dtype=first.input.dtype)
+
+    @property
+    def sizes(self) -> list[tuple[int, int]]:
+        """Distinct member input sizes (height, width), in member order: one resize each."""
+        return list(dict.fromkeys(m.input_size for m in self.members))
+
+    def member(self, name: str) -> Member:
+        for member in self.members:
+            if member.name == name:
+                return member
+        raise KeyError(f"bundle {self.name!r} has no member {name!r}")
+
+    def artifact_path(self, file: str) -> Path:
+        """Absolute path of an artifact named in bundle.json."""
+        return self.path / file

@@ -1,0 +1,1 @@
+"""The streaming scheduler: discover -> group -> decode/preprocess -> batch -> run -> collect -> write."""
