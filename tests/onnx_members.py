@@ -141,3 +141,18 @@ def _scalar(name: str, value: float) -> TensorProto:
 
 def _ints(name: str, values: list[int]) -> TensorProto:
     return numpy_helper.from_array(np.array(values, dtype=np.int64), name)
+
+
+if __name__ == "__main__":  # the README's quick start: `python tests/onnx_members.py DIR`
+    import sys
+
+    target = write_test_bundle(
+        sys.argv[1] if len(sys.argv) > 1 else "test-bundle",
+        [
+            dict(name="whole", height=512, width=256, weight=8.0, bias=-3.0),
+            dict(name="upper_half", height=256, width=128, weight=6.0, bias=-2.0,
+                 region=(0, 128, 0, 128)),
+        ],
+        name="test-bundle",
+    )
+    print(f"wrote a TEST bundle (sigmoid of mean intensity, not a model) to {target}")
