@@ -1,0 +1,167 @@
+"""Trained runs -> a model bundle: export, parity, threshold, bundle.json."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mammo_batch import __version__
+from mammo_batch.build.export import export_onnx, export_torch
+from mammo_batch.build.parity import check_parity
+from mammo_batch.engine.bundle import load_bundle, sha256_file, write_bundle_json
+from mammo_batch.engine.pixels import PreprocessSettings
+from mammo_batch.engine.prepare import prepare_file
+from mammo_batch.train.metrics import auc, study_scores, threshold_at
+from mammo_batch.train.models import ProbabilityModel, create_model
+
+log = logging.getLogger("mammo_batch.build")
+
+VALUE_RANGE = {"uint8": [0, 255], "uint16": [0, 65535], "float32": [0, 1]}
+PARITY_VIEWS = 8
+
+
+class BuildError(Exception):
+    """A run cannot be built into the bundle; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Run:
+    path: Path
+    config: dict  # TrainConfig fields
+    document: dict  # the whole config.json
+    summary: dict
+
+    @property
+    def name(self) -> str:
+        return f"fold{self.config['fold']}_{self.config['arch']}"
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.config["height"], self.config["width"]
+
+    @property
+    def settings(self) -> PreprocessSettings:
+        c = self.config
+        return PreprocessSettings(window=c["window"], crop=c["crop"], dtype=c["dtype"])
+
+
+def read_run(path: Path) -> Run:
+    missing = [f for f in ("config.json", "best.pt", "oof.csv", "summary.json") if not (path / f).exists()]
+    if missing:
+        raise BuildError(f"{path} is not a finished training run: missing {', '.join(missing)}")
+    document = json.loads((path / "config.json").read_text())
+    return Run(path, document["config"], document, json.loads((path / "summary.json").read_text()))
+
+
+def build_bundle(run_paths: list[Path], out: Path, threshold_rule: str = "specificity=0.9",
+                 name: str = "mammo-batch-ensemble", description: str = "") -> Path:
+    runs = [read_run(Path(p)) for p in run_paths]
+    _check_compatible(runs)
+    out.mkdir(parents=True, exist_ok=True)
+    members = [_build_member(run, out) for run in runs]
+    threshold, oof = _threshold(runs, threshold_rule)
+    document = {
+        "format_version": 1, "name": name,
+        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "description": description or f"{len(runs)} fold models built by mammo-batch {__version__}",
+        "members": members, "ensemble": "mean",
+        "aggregation": {"breast": "mean", "study": "max"}, "threshold": threshold,
+        "provenance": {"code_version": __version__, "command": sys.argv,
+                       "runs": [str(r.path) for r in runs],
+                       "data_fingerprints": sorted({r.document["data_fingerprint"] for r in runs}),
+                       "threshold_rule": threshold_rule, "out_of_fold": oof},
+    }
+    write_bundle_json(out, document)
+    load_bundle(out)  # what score will do: checksums, consistency
+    return out
+
+
+def _check_compatible(runs: list[Run]) -> None:
+    if not runs:
+        raise BuildError("no runs given")
+    settings = {r.settings for r in runs}
+    if len(settings) > 1:
+        raise BuildError(f"runs disagree on preprocessing: {sorted(map(str, settings))}")
+    names = [r.name for r in runs]
+    if len(set(names)) != len(names):
+        raise BuildError(f"two runs would give the same member name: {names}")
+
+
+def _build_member(run: Run, out: Path) -> dict:
+    height, width = run.size
+    dtype = run.config["dtype"]
+    net = create_model(run.config["arch"], dtype)
+    net.load_state_dict(torch.load(run.path / "best.pt", map_location="cpu", weights_only=True))
+    model = ProbabilityModel(net).eval()
+    onnx_file, torch_file = f"{run.name}.onnx", f"{run.name}.pt2"
+    started = datetime.now()
+    export_onnx(model, out / onnx_file, height, width, dtype)
+    export_torch(model, out / torch_file, height, width, dtype)
+    images = _validation_images(run)
+    report = check_parity(model, out / onnx_file, out / torch_file, images)  # raises ParityError
+    log.info("%s: exported in %.1f s, parity %s", run.name, (datetime.now() - started).total_seconds(),
+             report)
+    return {
+        "name": run.name, "fold": run.config["fold"], "arch": run.config["arch"],
+        "input": {"height": height, "width": width, "channels": 1, "dtype": dtype,
+                  "value_range": VALUE_RANGE[dtype]},
+        "preprocess": {"window": run.config["window"], "crop": run.config["crop"],
+                       "orientation": "chest_wall_left"},
+        "artifacts": {"onnx": onnx_file, "torch": torch_file, "tensorrt": []},
+        "sha256": {onnx_file: sha256_file(out / onnx_file), torch_file: sha256_file(out / torch_file)},
+        "metrics": {"val_study_auc": run.summary["val_study_auc"],
+                    "best_epoch": run.summary["best_epoch"], "val_views": run.summary["val_views"],
+                    "parity_max_abs_diff": _jsonable(report)},
+    }
+
+
+def _validation_images(run: Run) -> np.ndarray:
+    """Real preprocessed views of the run's validation fold, through the engine's pixel path."""
+    with (run.path / "oof.csv").open() as handle:
+        paths = [row["path"] for row in csv.DictReader(handle)][:PARITY_VIEWS]
+    if not paths:
+        raise BuildError(f"{run.path}/oof.csv lists no validation views to check parity on")
+    return np.stack([prepare_file(p, [run.size], run.settings).inputs[run.size] for p in paths])
+
+
+def _threshold(runs: list[Run], rule: str) -> tuple[float, dict]:
+    """Operating threshold on the pooled out-of-fold study scores (one model per fold)."""
+    rows = []
+    for run in runs:
+        with (run.path / "oof.csv").open() as handle:
+            rows += list(csv.DictReader(handle))
+    if not rows:
+        raise BuildError("no out-of-fold predictions to choose a threshold from")
+    scores = study_scores([r["study_key"] for r in rows], [r["laterality"] for r in rows],
+                          [float(r["prob"]) for r in rows])
+    targets = {r["study_key"]: int(r["target"]) for r in rows}
+    keys = sorted(scores)
+    y, s = [targets[k] for k in keys], [scores[k] for k in keys]
+    threshold = threshold_at(y, s, rule)
+    y_arr, s_arr = np.array(y), np.array(s)
+    recalled = s_arr >= threshold
+    oof = {"studies": len(keys), "study_auc": auc(y, s),
+           "sensitivity": float(recalled[y_arr == 1].mean()) if (y_arr == 1).any() else None,
+           "specificity": float((~recalled)[y_arr == 0].mean()) if (y_arr == 0).any() else None,
+           "recall_rate": float(recalled.mean())}
+    return threshold, oof
+
+
+def _jsonable(report) -> dict:
+    if hasattr(report, "_asdict"):
+        return {k: float(v) if isinstance(v, (float, np.floating)) else v
+                for k, v in report._asdict().items()}
+    if hasattr(report, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        return {k: float(v) if isinstance(v, (float, np.floating)) else v
+                for k, v in asdict(report).items()}
+    return {"report": str(report)}

@@ -1,0 +1,5 @@
+"""`python -m mammo_batch` runs the CLI."""
+
+from mammo_batch.cli import main
+
+main()

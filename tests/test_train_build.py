@@ -1,0 +1,116 @@
+"""train -> build -> score on synthetic studies with planted lesions (needs the train extra)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="the train extra is not installed")
+
+from mammo_batch.engine.bundle import load_bundle  # noqa: E402
+from mammo_batch.engine.synth import write_studies  # noqa: E402
+from mammo_batch.train.loop import TrainConfig, train_run  # noqa: E402
+from mammo_batch.train.metrics import threshold_at  # noqa: E402
+
+
+def cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mammo_batch", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    """The demo, a little smaller than its defaults: synthesize, train 4 folds, build, score."""
+    directory = tmp_path_factory.mktemp("demo")
+    result = cli("demo", str(directory), "--studies", "120", "--test-studies", "50",
+                 "--epochs", "6", "--seed", "1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return directory
+
+
+@pytest.mark.slow
+def test_demo_learns_the_planted_lesions(demo):
+    report = json.loads((demo / "report.json").read_text())
+    assert report["studies"] == 50
+    assert report["study_auc"] >= 0.85, report  # a real signal, not a constant
+
+
+@pytest.mark.slow
+def test_demo_bundle_is_valid_labelled_and_complete(demo):
+    bundle = load_bundle(demo / "bundle")
+    assert "SYNTHETIC DEMO" in bundle.description and "Not a clinical model" in bundle.description
+    assert [m.fold for m in bundle.members] == [0, 1, 2, 3]
+    for member in bundle.members:
+        assert member.artifacts.onnx and member.artifacts.torch
+        assert member.metrics["parity_max_abs_diff"]
+    provenance = bundle.provenance
+    assert provenance["threshold_rule"] == "specificity=0.9"
+    assert provenance["out_of_fold"]["specificity"] >= 0.9
+    assert 0 < bundle.threshold <= 1
+
+
+@pytest.mark.slow
+def test_score_refuses_a_tampered_demo_artifact(demo, tmp_path):
+    tampered = tmp_path / "bundle"
+    shutil.copytree(demo / "bundle", tampered)
+    onnx_file = sorted(tampered.glob("*.onnx"))[0]
+    data = bytearray(onnx_file.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    onnx_file.write_bytes(bytes(data))
+    result = cli("score", str(demo / "test"), "--models", str(tampered), "--out",
+                 str(tmp_path / "s.parquet"), "--quiet")
+    assert result.returncode == 2 and "sha256" in result.stderr.lower()
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    write_studies(root, 24, seed=4, size=(256, 208))
+    return root
+
+
+def test_epochs_read_the_cache_and_a_rerun_resumes(small_data, tmp_path):
+    config = TrainConfig(epochs=2, batch_size=8, height=128, width=64, workers=1)
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    first = train_run(config, small_data / "labels.csv", small_data, out, cache)
+    assert first["views_preprocessed"] == first["train_views"] + first["val_views"]
+    assert first["decoded_during_epochs"] == 0  # every epoch after the first read the cache
+    longer = TrainConfig(**{**config.__dict__, "epochs": 3})
+    second = train_run(longer, small_data / "labels.csv", small_data, out, cache)
+    assert second["views_preprocessed"] == 0 and second["decoded_during_epochs"] == 0
+    with (out / "metrics.csv").open() as handle:
+        epochs = [int(row["epoch"]) for row in csv.DictReader(handle)]
+    assert epochs == [0, 1, 2]  # resumed after epoch 2, did not start over
+    changed = TrainConfig(**{**config.__dict__, "window": "minmax"})
+    third = train_run(changed, small_data / "labels.csv", small_data, tmp_path / "run2", cache)
+    assert third["views_preprocessed"] == first["views_preprocessed"]  # new setting, new entries
+
+
+def test_resuming_into_a_different_run_is_refused(small_data, tmp_path):
+    config = TrainConfig(epochs=1, batch_size=8, height=128, width=64, workers=1)
+    train_run(config, small_data / "labels.csv", small_data, tmp_path / "run", tmp_path / "cache")
+    other = TrainConfig(**{**config.__dict__, "arch": "resnet18", "epochs": 2})
+    with pytest.raises(ValueError, match="different arch"):
+        train_run(other, small_data / "labels.csv", small_data, tmp_path / "run", tmp_path / "cache")
+
+
+def test_build_fails_clearly_on_an_unfinished_run(tmp_path):
+    (tmp_path / "run").mkdir()
+    result = cli("build", str(tmp_path / "run"), "--out", str(tmp_path / "bundle"))
+    assert result.returncode == 2 and "not a finished training run" in result.stderr
+
+
+def test_threshold_rules():
+    targets = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1]
+    scores = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.7, 0.99]
+    t = threshold_at(targets, scores, "specificity=0.9")
+    assert t == 0.95  # 9 of 10 negatives below it
+    assert threshold_at(targets, scores, "sensitivity=1.0") == 0.7
+    with pytest.raises(ValueError):
+        threshold_at(targets, scores, "youden")
