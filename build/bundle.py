@@ -107,8 +107,8 @@ def _build_member(run: Run, out: Path) -> dict:
     export_torch(model, out / torch_file, height, width, dtype)
     images = _validation_images(run)
     report = check_parity(model, out / onnx_file, out / torch_file, images)  # raises ParityError
-    log.info("%s: exported in %.1f s, parity %s", run.name, (datetime.now() - started).total_seconds(),
-             report)
+    log.info("%s: exported in %.1f s; %s", run.name, (datetime.now() - started).total_seconds(),
+             report.summary())
     return {
         "name": run.name, "fold": run.config["fold"], "arch": run.config["arch"],
         "input": {"height": height, "width": width, "channels": 1, "dtype": dtype,
@@ -119,7 +119,8 @@ def _build_member(run: Run, out: Path) -> dict:
         "sha256": {onnx_file: sha256_file(out / onnx_file), torch_file: sha256_file(out / torch_file)},
         "metrics": {"val_study_auc": run.summary["val_study_auc"],
                     "best_epoch": run.summary["best_epoch"], "val_views": run.summary["val_views"],
-                    "parity_max_abs_diff": _jsonable(report)},
+                    "parity_onnx_max_diff": float(report.onnx_max_diff),
+                    "parity_torch_max_diff": float(report.torch_max_diff)},
     }
 
 
@@ -154,14 +155,3 @@ def _threshold(runs: list[Run], rule: str) -> tuple[float, dict]:
            "recall_rate": float(recalled.mean())}
     return threshold, oof
 
-
-def _jsonable(report) -> dict:
-    if hasattr(report, "_asdict"):
-        return {k: float(v) if isinstance(v, (float, np.floating)) else v
-                for k, v in report._asdict().items()}
-    if hasattr(report, "__dataclass_fields__"):
-        from dataclasses import asdict
-
-        return {k: float(v) if isinstance(v, (float, np.floating)) else v
-                for k, v in asdict(report).items()}
-    return {"report": str(report)}

@@ -186,14 +186,14 @@ def test_init_prefers_ema_and_strips_prefixes(tmp_path: Path) -> None:
 def test_init_skips_shape_mismatches(tmp_path: Path) -> None:
     source, target = make("tiny", seed=1), make("tiny", seed=2)
     weights = source.backbone.state_dict()
-    weights["fc.weight"] = torch.zeros(1000, 192)  # an ImageNet head
+    weights["fc.weight"] = torch.zeros(1000, 64)  # an ImageNet head
     weights["fc.bias"] = torch.zeros(1000)
     fc_before = target.backbone.fc.weight.clone()
     path = tmp_path / "imagenet_head.pt"
     torch.save({"model": weights}, path)
     report = load_init(target, path)
     assert [key for key, _, _ in report.mismatched] == ["fc.weight", "fc.bias"]
-    assert report.mismatched[0][1:] == ((1000, 192), (1, 192))
+    assert report.mismatched[0][1:] == ((1000, 64), (1, 64))
     assert report.missing == ["fc.bias", "fc.weight"]
     assert torch.equal(target.backbone.fc.weight, fc_before)
     assert torch.equal(target.backbone.features[0].weight, source.backbone.features[0].weight)

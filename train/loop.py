@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from mammo_batch import __version__
 from mammo_batch.engine.pixels import PreprocessSettings
-from mammo_batch.train.augment import AugmentConfig, augment
+from mammo_batch.train.augment import augment
 from mammo_batch.train.cache import PreprocessCache
 from mammo_batch.train.dataset_index import ViewItem, build_index
 from mammo_batch.train.folds import make_folds, read_folds, write_folds

