@@ -114,3 +114,15 @@ def test_threshold_rules():
     assert threshold_at(targets, scores, "sensitivity=1.0") == 0.7
     with pytest.raises(ValueError):
         threshold_at(targets, scores, "youden")
+
+
+def test_ema_balanced_sampling_and_accumulation_train_and_load(small_data, tmp_path):
+    config = TrainConfig(epochs=1, batch_size=4, accumulate=2, balanced=True, ema=0.9,
+                         height=128, width=64, workers=1)
+    summary = train_run(config, small_data / "labels.csv", small_data, tmp_path / "run",
+                        tmp_path / "cache")
+    assert summary["best_epoch"] == 0
+    from mammo_batch.train.models import create_model
+
+    model = create_model("tiny")
+    model.load_state_dict(torch.load(tmp_path / "run" / "best.pt", weights_only=True))

@@ -49,6 +49,8 @@ class OnnxCpuRuntime:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle inference threads must sleep, not spin: the decode workers need those cores.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return options
 
 
