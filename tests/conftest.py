@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
@@ -28,3 +29,15 @@ def pydicom_data() -> Path:
 def pydicom_test_files() -> Path:
     """pydicom's own test files: every transfer syntax, DICOMDIR, SR, truncated files."""
     return package_dir("pydicom", "data", "test_files")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Small models on a shared 2-core machine: torch's intra-op threads spin against other
+    processes (measured ~25x slower per training step under load), so use one thread here."""
+    import torch  # only the modules that use this fixture need torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -7,7 +7,6 @@ runtimes. Needs the `train` extra (torch, timm) and onnx: skipped where they are
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,15 +23,7 @@ from mammo_batch.engine.bundle import load_bundle, sha256_file, write_bundle_jso
 from mammo_batch.engine.runtimes import OnnxCpuRuntime, TorchExportRuntime  # noqa: E402
 from mammo_batch.train.models import ProbabilityModel, create_model  # noqa: E402
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread() -> Iterator[None]:
-    """Small models on a shared 2-core machine: torch's intra-op threads spin against other
-    processes (measured ~25x slower per training step under load), so use one thread here."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 VALUE_RANGE = {"uint8": [0, 255], "uint16": [0, 65535], "float32": [0.0, 1.0]}

@@ -5,7 +5,6 @@ Needs the `train` extra (torch, timm): skipped where it is not installed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,15 +22,7 @@ from mammo_batch.train.models import (  # noqa: E402
     list_archs,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread() -> Iterator[None]:
-    """Small models on a shared 2-core machine: torch's intra-op threads spin against other
-    processes (measured ~25x slower per training step under load), so use one thread here."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # Small inputs keep the big backbones fast; every one downsamples by 32, so 64x32 still works.
