@@ -18,13 +18,13 @@ from mammo_batch.build.export import export_onnx, export_torch
 from mammo_batch.build.parity import check_parity
 from mammo_batch.engine.bundle import load_bundle, sha256_file, write_bundle_json
 from mammo_batch.engine.pixels import PreprocessSettings
+from mammo_batch.engine.pixels.pipeline import FULL_SCALE
 from mammo_batch.engine.prepare import prepare_file
 from mammo_batch.train.metrics import auc, study_scores, threshold_at
 from mammo_batch.train.models import ProbabilityModel, create_model
 
 log = logging.getLogger("mammo_batch.build")
 
-VALUE_RANGE = {"uint8": [0, 255], "uint16": [0, 65535], "float32": [0, 1]}
 PARITY_VIEWS = 8
 
 
@@ -112,7 +112,7 @@ def _build_member(run: Run, out: Path) -> dict:
     return {
         "name": run.name, "fold": run.config["fold"], "arch": run.config["arch"],
         "input": {"height": height, "width": width, "channels": 1, "dtype": dtype,
-                  "value_range": VALUE_RANGE[dtype]},
+                  "value_range": [0, FULL_SCALE[dtype]]},
         "preprocess": {"window": run.config["window"], "crop": run.config["crop"],
                        "orientation": "chest_wall_left"},
         "artifacts": {"onnx": onnx_file, "torch": torch_file, "tensorrt": []},

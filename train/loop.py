@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from mammo_batch import __version__
 from mammo_batch.engine.pixels import PreprocessSettings
+from mammo_batch.engine.pixels.pipeline import FULL_SCALE
 from mammo_batch.train.augment import augment
 from mammo_batch.train.cache import PreprocessCache
 from mammo_batch.train.dataset_index import ViewItem, build_index
@@ -29,7 +30,6 @@ from mammo_batch.train.models import create_model
 
 log = logging.getLogger("mammo_batch.train")
 
-FULL_SCALE = {"uint8": 255.0, "uint16": 65535.0, "float32": 1.0}
 METRIC_COLUMNS = ["epoch", "train_loss", "val_loss", "val_image_auc", "val_study_auc", "lr",
                   "seconds", "images_per_s"]
 

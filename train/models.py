@@ -17,8 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-# The pixel path's full-scale value per dtype: dividing by it maps the input to [0, 1].
-FULL_SCALE = {"uint8": 255.0, "uint16": 65535.0, "float32": 1.0}
+from mammo_batch.engine.pixels.pipeline import FULL_SCALE  # the pixel path's white per dtype
 
 
 class TinyNet(nn.Module):

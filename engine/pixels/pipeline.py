@@ -21,7 +21,9 @@ from mammo_batch.engine.pixels.mask import find_breast, small_copy
 from mammo_batch.engine.pixels.orient import LEFT, Orientation, decide
 from mammo_batch.engine.pixels.resize import pad_to, scale_to_fit
 
-DTYPES = ("uint8", "uint16", "float32")
+# Model input dtypes and the value that stands for full white in each (bundle value_range).
+FULL_SCALE = {"uint8": 255, "uint16": 65535, "float32": 1.0}
+DTYPES = tuple(FULL_SCALE)
 MASK_GROW = 11  # pixels of the 512-px working copy
 
 

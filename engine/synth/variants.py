@@ -7,7 +7,7 @@ about any vendor's real output.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pydicom.uid import (
     JPEG2000,
@@ -98,18 +98,9 @@ _PROFILES = (
         view_position="empty",
         rescale=True,
     ),
-    Variant(
-        "flipped",
-        "HOLOGIC, Inc.",
-        "SYNTHETIC Selenia",
-        JPEG2000Lossless,
-        "MONOCHROME2",
-        bits_stored=(12, 14),
-        voi="windows",
-        flip_tag=True,
-        flipped=True,
-    ),
 )
+# Like hologic, but the breast faces the other way from the display convention.
+_PROFILES += (replace(_PROFILES[0], name="flipped", flipped=True),)
 
 PROFILES: dict[str, Variant] = {v.name: v for v in _PROFILES}
 VARIANTS: tuple[str, ...] = tuple(PROFILES)
