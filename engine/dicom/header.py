@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import warnings
+import stat
 from functools import cache
 
 import pydicom
@@ -11,7 +11,8 @@ from pydicom import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import get_decoder
 
-from mammo_batch.engine.dicom.policy import DICOMDIR_CLASS, fail, skip
+from mammo_batch.engine.dicom.policy import DICOMDIR_CLASS, MAX_PIXELS, fail, skip
+from mammo_batch.engine.dicom.quiet import Captured, captured, safe_error
 from mammo_batch.engine.dicom.record import ViewRecord
 from mammo_batch.engine.dicom.vocabulary import laterality_of, multi_values, view_of
 
@@ -22,28 +23,42 @@ TRUNCATION_WARNING = "End of file reached before delimiter"
 
 
 def read_view(path: str | os.PathLike) -> ViewRecord:
-    """Header-only read of `path`. Never raises for bad input: the record says what went wrong."""
+    """Header-only read of `path`. Never raises for bad input: the record says what went wrong.
+
+    Nothing third-party code warns or logs reaches stderr: it is captured here and summarised in
+    the record (reason `header_warnings` on a file that is still scored), in our words.
+    """
     record = ViewRecord(path=str(path))
     try:
-        size = os.path.getsize(path)
+        info = os.stat(path)
     except OSError as exc:
         return fail(record, "unreadable", f"cannot stat file: {exc.strerror}")
-    if size == 0:
+    if not stat.S_ISREG(info.st_mode):
+        return skip(record, "special_file")  # opening a FIFO would block forever
+    if info.st_size == 0:
         return fail(record, "empty_file")
+    with captured() as caught:
+        record = _read(record, info.st_size, caught)
+    if caught and record.scorable:
+        record.note("header_warnings", caught.summary())
+    elif caught:
+        record.detail = f"{record.detail}; {caught.summary()}"
+    return record
+
+
+def _read(record: ViewRecord, size: int, caught: Captured) -> ViewRecord:
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            ds = pydicom.dcmread(path, defer_size=DEFER_BYTES)
+        ds = pydicom.dcmread(record.path, defer_size=DEFER_BYTES)
     except InvalidDicomError:
         return skip(record, "not_dicom")
     except Exception as exc:  # pydicom raises many types for damaged files
-        return fail(record, "unreadable", f"{type(exc).__name__}: {exc}"[:200])
-    if any(TRUNCATION_WARNING in str(w.message) for w in caught):
+        return fail(record, "unreadable", safe_error(exc))
+    if caught.contains(TRUNCATION_WARNING):
         return fail(record, "truncated", "the file ends inside its encapsulated pixel data")
     try:
         return _fill(record, ds, size)
     except Exception as exc:  # a malformed value in an otherwise parseable header
-        return fail(record, "unreadable", f"{type(exc).__name__}: {exc}"[:200])
+        return fail(record, "unreadable", safe_error(exc))
 
 
 def _fill(record: ViewRecord, ds: Dataset, file_size: int) -> ViewRecord:
@@ -71,6 +86,10 @@ def _fill(record: ViewRecord, ds: Dataset, file_size: int) -> ViewRecord:
     record.view = view_of(ds)
     if "PixelData" not in ds:
         return skip(record, "no_pixel_data")
+    pixels = record.rows * record.columns * int(ds.get("SamplesPerPixel", 1) or 1)
+    if pixels > MAX_PIXELS:
+        return fail(record, "too_large", f"{record.rows} x {record.columns} pixels per frame is more "
+                    f"than the limit of {MAX_PIXELS:,}: refused before reading")
     if not decoder_available(record.transfer_syntax):
         return fail(record, "unsupported_transfer_syntax", f"no decoder for {record.transfer_syntax}")
     if _native_too_short(ds, record, file_size):
