@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
+import warnings
 from functools import cache
 
 import pydicom
 from pydicom import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 from pydicom.pixels import get_decoder
 
 from mammo_batch.engine.dicom.policy import DICOMDIR_CLASS, MAX_PIXELS, fail, skip
@@ -20,6 +23,7 @@ from mammo_batch.engine.dicom.vocabulary import laterality_of, multi_values, vie
 DEFER_BYTES = 4096
 # What pydicom warns when a file ends inside encapsulated (compressed) pixel data.
 TRUNCATION_WARNING = "End of file reached before delimiter"
+UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 
 
 def read_view(path: str | os.PathLike) -> ViewRecord:
@@ -63,7 +67,7 @@ def _read(record: ViewRecord, size: int, caught: Captured) -> ViewRecord:
 
 def _fill(record: ViewRecord, ds: Dataset, file_size: int) -> ViewRecord:
     meta = getattr(ds, "file_meta", Dataset())
-    record.sop_class_uid = str(ds.get("SOPClassUID", "") or meta.get("MediaStorageSOPClassUID", ""))
+    record.sop_class_uid = _text(ds, "SOPClassUID") or _text(meta, "MediaStorageSOPClassUID")
     if record.sop_class_uid == DICOMDIR_CLASS or "DirectoryRecordSequence" in ds:
         return skip(record, "dicomdir")
     record.sop_instance_uid = _text(ds, "SOPInstanceUID")
@@ -73,14 +77,14 @@ def _fill(record: ViewRecord, ds: Dataset, file_size: int) -> ViewRecord:
     record.study_date = _text(ds, "StudyDate")
     record.modality = _text(ds, "Modality").upper()
     record.manufacturer = _text(ds, "Manufacturer")
-    record.transfer_syntax = str(meta.get("TransferSyntaxUID", "") or "")
+    record.transfer_syntax = _text(meta, "TransferSyntaxUID")
     record.photometric = _text(ds, "PhotometricInterpretation").upper()
     record.bits_stored = int(ds.get("BitsStored", 0) or 0)
     record.rows = int(ds.get("Rows", 0) or 0)
     record.columns = int(ds.get("Columns", 0) or 0)
     record.n_frames = int(ds.get("NumberOfFrames", 1) or 1)
     record.presentation_intent = _text(ds, "PresentationIntentType").upper()
-    record.patient_orientation = multi_values(ds, "PatientOrientation")
+    record.patient_orientation = [v for v in multi_values(ds, "PatientOrientation") if _plausible(v, 16)]
     record.fov_horizontal_flip = _text(ds, "FieldOfViewHorizontalFlip").upper()
     record.laterality = laterality_of(ds)
     record.view = view_of(ds)
@@ -98,8 +102,22 @@ def _fill(record: ViewRecord, ds: Dataset, file_size: int) -> ViewRecord:
 
 
 def _text(ds: Dataset, keyword: str) -> str:
+    """A single string value, or "" when absent or implausible. A damaged header's values can
+    hold the bytes of the elements that follow (the patient's name): those never enter a record."""
     value = ds.get(keyword, "")
-    return str(value).strip() if value is not None else ""
+    if value is None or value == "":
+        return ""
+    text = str(value).strip()
+    uid = keyword.endswith("UID")
+    if isinstance(value, MultiValue) or not _plausible(text, 64) or (uid and not UID.fullmatch(text)):
+        # Captured by read_view like pydicom's own warnings, and summarised without the value.
+        warnings.warn(f"malformed value in {keyword}", UserWarning, stacklevel=2)
+        return ""
+    return text
+
+
+def _plausible(text: str, max_length: int) -> bool:
+    return len(text) <= max_length and text.isprintable()
 
 
 @cache

@@ -24,6 +24,7 @@ THIRD_PARTY_MODULES = r"(pydicom|pylibjpeg|openjpeg|libjpeg|jpeg_ls|pyjpegls)(\.
 
 # What a warning is about, recognised by fixed phrases; only the label is ever shown.
 _KINDS = (
+    (re.compile(r"^malformed value in ([A-Za-z]+)$"), "implausible {0} (ignored)"),
     (re.compile(r"Invalid value for VR ([A-Z]{2})"), "invalid {0} value"),
     (re.compile(r"exceeds the maximum length of \d+ allowed for VR ([A-Z]{2})"), "over-long {0} value"),
     (re.compile(r"escape sequence|character set|encoding", re.I), "unknown character set"),

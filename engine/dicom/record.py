@@ -45,6 +45,8 @@ class ViewRecord:
         return self.status == STATUS_OK
 
     def reject(self, status: str, reason: str, detail: str = "") -> ViewRecord:
+        if self.scorable and self.reason:  # a noted warning stays in the detail
+            detail = f"{detail}; {self.detail}"
         self.status, self.reason, self.detail = status, reason, detail
         return self
 

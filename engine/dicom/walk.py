@@ -35,6 +35,7 @@ class Walk:
         self.bases: set[str] = set()  # real folders whose walk reads everything below them
         self.extra: set[str] = set()  # real files read from outside their folder's walk
         self.walked: set[str] = set()
+        self.chain: list[str] = []  # folders holding the links followed to reach the current walk
 
     def __iter__(self) -> Iterator[str | ViewRecord]:
         kinds = [(path, _kind(path)) for path in self.inputs]
@@ -96,13 +97,15 @@ class Walk:
             yield from self._file(real)
         elif kind != "dir":
             yield _report(link, kind)
-        elif _inside(folder, real):
+        elif any(_inside(f, real) for f in (folder, *self.chain)):  # back to where the walk came from
             yield skip(ViewRecord(path=link), "symlink_loop")
         elif self._covered(real):
             yield skip(ViewRecord(path=link), "symlink_seen")
         else:
             self.bases.add(real)
+            self.chain.append(folder)
             yield from self._walk(real)
+            self.chain.pop()
 
     def _file(self, real: str) -> Iterator[str]:
         if real not in self.extra and not self._covered(real):
