@@ -12,8 +12,6 @@ from pathlib import Path
 from dicom_files import write_view
 
 from mammo_batch.engine.dicom import discover, read_view
-from mammo_batch.engine.dicom.catalog import HeaderCatalog
-from mammo_batch.engine.dicom.quiet import safe_error
 
 
 def by_name(records) -> dict[str, tuple[str, str]]:
@@ -69,6 +67,8 @@ def test_a_header_claiming_a_huge_matrix_is_refused_before_reading(tmp_path):
 
 
 def test_error_texts_carry_no_values_or_addresses():
+    from mammo_batch.engine.dicom.quiet import safe_error
+
     class Odd(Exception):
         pass
 
@@ -77,6 +77,8 @@ def test_error_texts_carry_no_values_or_addresses():
 
 
 def test_the_catalog_gives_back_every_record_spilled_or_not(tmp_path):
+    from mammo_batch.engine.dicom.catalog import HeaderCatalog
+
     for i in range(7):
         write_view(tmp_path / f"v{i}.dcm", f"P{i}", f"A{i}", f"1.2.{i}")
     (tmp_path / "notes.txt").write_text("not dicom")

@@ -13,9 +13,7 @@ import pytest
 from dicom_files import write_view
 
 from mammo_batch.engine.dicom import discover
-from mammo_batch.engine.dicom.catalog import HeaderCatalog
-from mammo_batch.engine.dicom.links import LinkTable, hash64
-from mammo_batch.engine.studies import group_studies, plan_studies
+from mammo_batch.engine.studies import group_studies
 
 
 def layout(studies) -> dict[str, list[str]]:
@@ -51,6 +49,8 @@ def test_a_blank_accession_joins_its_exam_through_the_study_uid(tmp_path):
 
 
 def test_keys_do_not_depend_on_order_workers_or_spilling(tmp_path):
+    from mammo_batch.engine.dicom.catalog import HeaderCatalog
+
     for i in range(12):
         write_view(tmp_path / f"s{i % 3}" / f"v{i}.dcm", f"P{i % 3}", f"A{i % 3}", f"1.2.9.{i % 3}",
                    "LR"[i % 2], "CC")
@@ -64,6 +64,8 @@ def test_keys_do_not_depend_on_order_workers_or_spilling(tmp_path):
 
 def test_partitioned_linking_equals_in_memory_linking():
     """Bucketed on disk (many small buckets) and in memory: the same components and conflicts."""
+    from mammo_batch.engine.dicom.links import LinkTable, hash64
+
     rng = np.random.default_rng(0)
     n = 3000
     patient = hash64(f"P{i}" for i in rng.integers(0, 400, n))
@@ -126,6 +128,8 @@ def test_folder_keys_are_real_paths(tmp_path, monkeypatch):
 
 
 def test_unknown_mode_is_refused(tmp_path):
+    from mammo_batch.engine.studies import plan_studies
+
     write_view(tmp_path / "a.dcm", "P1", "A1", "1.2.3")
     with pytest.raises(ValueError, match="study key"):
         plan_studies(discover([tmp_path], workers=1), "patient")
