@@ -13,9 +13,11 @@ OrderedDict, set, torch.device/Size/dtypes, all of which build plain data.
 
 from __future__ import annotations
 
+import _compat_pickle
 import collections
 import pickle
 import types
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +79,9 @@ def _stand_in(module: str, name: str) -> type:
 
 class RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
+        # Python 2 names (protocol 2 pickles say __builtin__.set), as pickle's own find_class maps them
+        module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         return ALLOWED.get((module, name)) or _stand_in(module, name)
 
 
@@ -96,7 +101,9 @@ def restricted_load(path: Path) -> Any:
     if not path.is_file():
         raise InitWeightsError(f"{path}: no such checkpoint file")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=PICKLE_MODULE)
+        with warnings.catch_warnings():  # legacy files: torch cannot diff a stand-in's source
+            warnings.filterwarnings("ignore", message="Couldn't retrieve source code")
+            return torch.load(path, map_location="cpu", weights_only=False, pickle_module=PICKLE_MODULE)
     except RefusedCall as e:
         raise InitWeightsError(f"{path}: unsafe pickle: {e}") from None
     except Exception as e:  # any parse failure of an untrusted file is "unreadable", not a crash
