@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from mammo_batch.engine.cli.options import parse_size
-from mammo_batch.train.loop import TrainConfig, train_run
 from mammo_batch.train.init_weights import InitWeightsError
+from mammo_batch.train.loop import TrainConfig, train_run
 from mammo_batch.train.models import create_model, list_archs
 
 

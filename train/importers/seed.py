@@ -42,7 +42,8 @@ def numpy_globals() -> list[Any]:
 def import_seed(path: Path, trust_pickle: bool = False) -> ImportedWeights:
     checkpoint = read_checkpoint(path, allowed_globals=numpy_globals())
     if not isinstance(checkpoint, Mapping):
-        raise InitWeightsError(f"{path}: expected the seed's checkpoint dict, found {type(checkpoint).__name__}")
+        found = type(checkpoint).__name__
+        raise InitWeightsError(f"{path}: expected the seed's checkpoint dict, found {found}")
     raw = require_mapping(checkpoint.get("state_dict"), path, "a 'state_dict' (the seed's checkpoint)")
     weights = {k[len("module."):] if k.startswith("module.") else k: v for k, v in raw.items()}
     notes = [f"epoch {checkpoint.get('epoch')}, best AUC {_float(checkpoint.get('best_auc'))}"]
@@ -52,7 +53,8 @@ def import_seed(path: Path, trust_pickle: bool = False) -> ImportedWeights:
         return _rsna(weights, path, notes)
     if "image_encoder.0.conv1.weight" in weights or any(k.startswith("rf_pool.") for k in weights):
         raise InitWeightsError(f"{path}: a FineTuneMIRAI checkpoint; not supported (its head reads "
-                               "risk factors from Mirai's modified pool). Use the ConvNeXt or EfficientNet folds")
+                               "risk factors from Mirai's modified pool); use the ConvNeXt or "
+                               "EfficientNet folds")
     shown = ", ".join(list(weights)[:5])
     raise InitWeightsError(f"{path}: state_dict is none of the seed's wrappers (keys start: {shown})")
 
@@ -63,7 +65,8 @@ def _mammo_clip(weights: Mapping[str, Any], path: Path, notes: list[str]) -> Imp
         raise InitWeightsError(f"{path}: FineTuneMammoClip without its head ({', '.join(absent)} missing)")
     extra = [k for k in weights if not k.startswith(("image_encoder.", "classifier."))]
     if extra:
-        raise InitWeightsError(f"{path}: unexpected keys next to the FineTuneMammoClip ones: {', '.join(extra[:5])}")
+        raise InitWeightsError(f"{path}: unexpected keys next to the FineTuneMammoClip ones: "
+                               f"{', '.join(extra[:5])}")
     encoder, variant = lukemelas_to_timm(tensors_under(weights, "image_encoder."), path)
     head = tensors_under(weights, "")
     tensors = {**encoder, **{k: head[k] for k in HEAD_KEYS}}
@@ -75,7 +78,8 @@ def _mammo_clip(weights: Mapping[str, Any], path: Path, notes: list[str]) -> Imp
 def _rsna(weights: Mapping[str, Any], path: Path, notes: list[str]) -> ImportedWeights:
     extra = [k for k in weights if not k.startswith("model.")]
     if extra:
-        raise InitWeightsError(f"{path}: unexpected keys next to the FineTuneRSNA ones: {', '.join(extra[:5])}")
+        raise InitWeightsError(f"{path}: unexpected keys next to the FineTuneRSNA ones: "
+                               f"{', '.join(extra[:5])}")
     tensors = tensors_under(weights, "model.")
     absent = [k for k in CONVNEXT_KEYS if k not in tensors]
     if absent:
