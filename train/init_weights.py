@@ -40,7 +40,7 @@ class InitReport:
     source: str  # where the weights were in the file: "state_dict_ema", ..., or "top level"
     importer: str = "auto"
     loaded: list[str] = field(default_factory=list)  # backbone keys that got checkpoint values
-    missing: list[str] = field(default_factory=list)  # backbone keys the checkpoint lacks
+    missing: list[str] = field(default_factory=list)  # backbone keys that got no checkpoint value
     unexpected: list[str] = field(default_factory=list)  # checkpoint keys the backbone lacks
     # checkpoint keys whose shape differs from the backbone's: (key, checkpoint, backbone shape)
     mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
@@ -102,7 +102,7 @@ def _fit(backbone: nn.Module, imported: ImportedWeights, path: Path, importer: s
         else:
             report.loaded.append(key)
     report.loaded.sort()
-    report.missing = sorted(set(own) - set(imported.state_dict))
+    report.missing = sorted(set(own) - set(report.loaded))  # mismatched ones included
     return report
 
 
