@@ -57,7 +57,8 @@ class TrainConfig:
     dtype: str = "uint8"
     augment: bool = True
     amp: str = "auto"  # auto | bf16 | fp16 | off (CUDA only)
-    init: str | None = None
+    init: str | None = None  # "FORMAT:PATH" or a state dict path (train/importers)
+    trust_pickle: bool = False  # let the restricted unpickler read a pickled model (Mirai)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -102,7 +103,7 @@ def train_run(config: TrainConfig, labels_csv: Path, images: Path, out: Path, ca
     _check_same_run(out, config)
     _write_config(out, config, labels_csv, images, items)
 
-    model = create_model(config.arch, config.dtype, Path(config.init) if config.init else None)
+    model = create_model(config.arch, config.dtype, config.init, trust_pickle=config.trust_pickle)
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_items) / (config.batch_size * config.accumulate))

@@ -34,12 +34,16 @@ SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 # What the pixel path delivers for each input dtype (render.as_model_dtype).
 VALUE_RANGES = {dtype: (0.0, float(top)) for dtype, top in FULL_SCALE.items()}
 WINDOWS = (VOI_DICOM, VOI_MINMAX)
-ORIENTATIONS = ("chest_wall_left",)  # the pixel path puts the chest wall on the left
+ORIENTATIONS = ("chest_wall_left", "as_stored")
+# Preprocessing profiles and the orientation each produces: the pixel path puts the chest
+# wall on the left; the seed's recipe leaves views as stored.
+PROFILES = {"mammo-batch": "chest_wall_left", "seed": "as_stored"}
 ENSEMBLE_RULES = ("mean",)
 BREAST_RULES = ("mean", "max")
 STUDY_RULES = ("max", "mean", "max-image")
 # Fields that every member must share; sizes (input.height/width) may differ.
-SHARED = ("input.dtype", "input.channels", "preprocess.window", "preprocess.crop", "preprocess.orientation")
+SHARED = ("input.dtype", "input.channels", "preprocess.window", "preprocess.crop", "preprocess.orientation",
+          "preprocess.profile")
 
 
 def load_bundle(path: str | Path) -> Bundle:
@@ -192,10 +196,16 @@ def _input(fields: Fields) -> MemberInput:
 
 
 def _preprocess(fields: Fields) -> Preprocess:
+    profile = fields.string("profile", "mammo-batch", choices=tuple(PROFILES))
+    orientation = fields.string("orientation", choices=ORIENTATIONS)
+    if orientation != PROFILES[profile]:
+        raise fields.error(f"the {profile} profile produces {PROFILES[profile]!r}, got {orientation!r}",
+                           "orientation")
     return Preprocess(
         window=fields.string("window", choices=WINDOWS),
         crop=fields.boolean("crop"),
-        orientation=fields.string("orientation", choices=ORIENTATIONS),
+        orientation=orientation,
+        profile=profile,
     )
 
 

@@ -32,7 +32,10 @@ class Preprocess:
 
     window: str  # dicom | minmax
     crop: bool
-    orientation: str  # chest_wall_left: what the pixel path produces
+    orientation: str  # chest_wall_left (mammo-batch profile) | as_stored (seed profile: no flip)
+    # mammo-batch: the engine's pixel path; seed: engine/pixels/seed_profile.py (window and
+    # crop are then not used), for models trained on the seed's pixels
+    profile: str = "mammo-batch"
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,11 @@ class Bundle:
         first = self.members[0]
         return PreprocessSettings(window=first.preprocess.window, crop=first.preprocess.crop,
                                   dtype=first.input.dtype)
+
+    @property
+    def profile(self) -> str:
+        """The preprocessing profile, shared by all members: "mammo-batch" or "seed"."""
+        return self.members[0].preprocess.profile
 
     @property
     def sizes(self) -> list[tuple[int, int]]:
