@@ -270,8 +270,13 @@ def _get(member: Member, dotted: str) -> object:
 
 
 def _check_artifacts(member: Member, directory: Path) -> None:
+    inside = directory.resolve()
     for name in member.artifacts.files():
         path = directory / name
+        # A symlink (of the file or of a folder on its way) may lead out of the bundle: refuse it.
+        if path.exists() and not path.resolve().is_relative_to(inside):
+            raise BundleError(f"{path}: artifact of member {member.name!r} resolves to "
+                              f"{path.resolve()}, outside the bundle directory {inside}")
         if not path.is_file():
             raise BundleError(f"{path}: missing artifact of member {member.name!r} (named in {BUNDLE_FILE})")
         verify_file(path, member.sha256[name])
