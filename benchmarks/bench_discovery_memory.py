@@ -30,7 +30,7 @@ VIEWS = [("L", "CC"), ("L", "MLO"), ("R", "CC"), ("R", "MLO")]
 
 
 def template(lat: str, view: str) -> bytes:
-    from mammo_batch.engine.synth import make_view_dataset
+    from mammo_batch.synth import make_view_dataset
 
     ds = make_view_dataset(np.full((4, 4), 100, np.uint16), "hologic", lat, view,
                            patient_id=PLACEHOLDERS["patient"].decode(),

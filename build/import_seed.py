@@ -26,8 +26,9 @@ import numpy as np
 from mammo_batch import __version__
 from mammo_batch.build.export import export_onnx, export_torch
 from mammo_batch.build.parity import ParityError, check_parity
-from mammo_batch.engine.bundle import load_bundle, sha256_file, write_bundle_json
+from mammo_batch.engine.bundle import bundle_document, load_bundle, member_document, sha256_file, write_bundle_json
 from mammo_batch.engine.cli.options import parse_size
+from mammo_batch.engine.pixels import PreprocessSettings
 from mammo_batch.engine.prepare import prepare_file
 from mammo_batch.train.importers.seed import import_seed as import_seed_weights
 from mammo_batch.train.init_weights import InitWeightsError, load_init
@@ -39,7 +40,6 @@ log = logging.getLogger("mammo_batch.build")
 SEED_SIZES = {"convnext_small": (2048, 1024), "tf_efficientnet_b5": (1536, 768),
               "tf_efficientnet_b2": (1536, 768)}
 PARITY_VIEWS = 8
-PREPROCESS = {"window": "minmax", "crop": True, "orientation": "as_stored", "profile": "seed"}
 
 
 @dataclass(frozen=True)
@@ -65,19 +65,15 @@ def import_seed(folds: list[SeedFold], out: Path, threshold: float = 0.5, name: 
     with tempfile.TemporaryDirectory() as tmp:
         views = _parity_files(parity_views, Path(tmp))
         members = [_member(fold, index, out, views) for index, fold in enumerate(folds)]
-    document = {
-        "format_version": 1, "name": name,
-        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "description": f"{len(members)} fold checkpoints of the seed (Kaggle_SPR), imported by "
-                       f"mammo-batch {__version__}; scored with the seed's preprocessing",
-        "members": members, "ensemble": "mean",
-        "aggregation": {"breast": "mean", "study": "max"}, "threshold": threshold,
-        "provenance": {"code_version": __version__, "command": sys.argv, "importer": "seed",
-                       "sources": [{"file": str(f.path.resolve()), "sha256": sha256_file(f.path)}
-                                   for f in folds],
-                       "parity_views": str(parity_views) if parity_views else "synthetic",
-                       "threshold_rule": "given"},
-    }
+    document = bundle_document(
+        name=name, members=members, threshold=threshold,
+        created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        description=f"{len(members)} fold checkpoints of the seed (Kaggle_SPR), imported by "
+                    f"mammo-batch {__version__}; scored with the seed's preprocessing",
+        provenance={"code_version": __version__, "command": sys.argv, "importer": "seed",
+                    "sources": [{"file": str(f.path.resolve()), "sha256": sha256_file(f.path)} for f in folds],
+                    "parity_views": str(parity_views) if parity_views else "synthetic",
+                    "threshold_rule": "given"})
     write_bundle_json(out, document)
     load_bundle(out)  # what score will do: checksums, consistency
     return out
@@ -96,25 +92,20 @@ def _member(fold: SeedFold, index: int, out: Path, views: list[Path]) -> dict:
     onnx_file, torch_file = f"{member_name}.onnx", f"{member_name}.pt2"
     export_onnx(model, out / onnx_file, height, width, "uint8")
     export_torch(model, out / torch_file, height, width, "uint8")
-    images = np.stack([prepare_file(v, [(height, width)], profile="seed").inputs[(height, width)]
+    images = np.stack([prepare_file(v, [(height, width)], PreprocessSettings(profile="seed")).inputs[(height, width)]
                        for v in views])
     parity = check_parity(model, out / onnx_file, out / torch_file, images)  # raises ParityError
     log.info("%s: %s; %s", member_name, report.summary(), parity.summary())
-    return {
-        "name": member_name, "fold": int(number.group(1)) if number else index, "arch": arch,
-        "input": {"height": height, "width": width, "channels": 1, "dtype": "uint8", "value_range": [0, 255]},
-        "preprocess": dict(PREPROCESS),
-        "artifacts": {"onnx": onnx_file, "torch": torch_file, "tensorrt": []},
-        "sha256": {onnx_file: sha256_file(out / onnx_file), torch_file: sha256_file(out / torch_file)},
-        "metrics": {"parity_onnx_max_diff": float(parity.onnx_max_diff),
-                    "parity_torch_max_diff": float(parity.torch_max_diff)},
-    }
+    return member_document(out, name=member_name, fold=int(number.group(1)) if number else index, arch=arch,
+                           height=height, width=width, onnx=onnx_file, torch=torch_file, window="minmax",
+                           profile="seed", metrics={"parity_onnx_max_diff": float(parity.onnx_max_diff),
+                                                    "parity_torch_max_diff": float(parity.torch_max_diff)})
 
 
 def _parity_files(folder: Path | None, tmp: Path) -> list[Path]:
     """Views to check parity on: the user's DICOM files, else synthetic studies."""
     if folder is None:
-        from mammo_batch.engine.synth import write_studies
+        from mammo_batch.synth import write_studies
 
         folder = tmp / "synthetic"
         write_studies(folder, 2, seed=0, size=(512, 416), positive_rate=0.5)

@@ -40,7 +40,7 @@ from mammo_batch.engine.runtimes import RuntimeUnavailableError
 from mammo_batch.engine.schedule.cpu_pool import CpuPoolPreparer
 from mammo_batch.engine.schedule.progress import Progress
 from mammo_batch.engine.schedule.run import Scheduler, SchedulerOptions
-from mammo_batch.engine.studies import STUDY_KEYS, group_studies
+from mammo_batch.engine.studies import STUDY_KEYS, plan_studies
 
 log = logging.getLogger("mammo_batch.score")
 
@@ -125,9 +125,9 @@ def score(paths: Iterable[str | os.PathLike], *, out: str | os.PathLike, models:
 def _run(paths: list[Path], out: Path, ensemble: Ensemble, rules: Rules, options: ScoreOptions) -> ScoreSummary:
     summary = ScoreSummary(out, options.views_out, ensemble.runtime_reason)
     started = time.monotonic()
-    records = discover(paths, views=options.view_filter, workers=options.workers)
-    studies, orphans = group_studies(records, options.study_key)
-    summary.studies, summary.files = len(studies), len(records)
+    catalog = discover(paths, views=options.view_filter, workers=options.workers)
+    plan = plan_studies(catalog, options.study_key)
+    summary.studies, summary.files = len(plan), len(catalog)
     summary.timings["discovery_s"] = round(time.monotonic() - started, 3)
 
     config = scoring_config(options.study_key, options.view_filter)
@@ -135,10 +135,11 @@ def _run(paths: list[Path], out: Path, ensemble: Ensemble, rules: Rules, options
     info = RunInfo(ensemble.member_names, ensemble.bundle.id, __version__, rules, config, scored_at)
     store = ResultStore(out, views_schema(list(info.members)), _metadata(paths, ensemble, rules, options),
                         views_out=options.views_out, flush_every=options.flush_every)
-    jobs, kept = plan_reruns(studies, store.previous(), ensemble.bundle.id, config, options.rescore)
+    jobs, kept = plan_reruns(plan.studies(), store.previous(), ensemble.bundle.id, config, options.rescore)
     summary.scored, summary.kept = len(jobs), len(kept)
+    seen = {job.study.key for job in jobs} | set(kept)
     log.info("%d studies (%d unchanged since the last run, %d to score) in %d files, found in %.1f s",
-             len(studies), len(kept), len(jobs), len(records), summary.timings["discovery_s"])
+             summary.studies, len(kept), len(jobs), summary.files, summary.timings["discovery_s"])
 
     progress = Progress(len(jobs), quiet=not options.progress)
 
@@ -166,9 +167,8 @@ def _run(paths: list[Path], out: Path, ensemble: Ensemble, rules: Rules, options
     summary.views = scheduler.times.views
 
     write_started = time.monotonic()
-    if orphans:
+    for orphans in _chunks(plan.orphans(), 10_000):
         store.append(scores_table([], [], info), views_table([], orphans, info))
-    seen = {s.key for s in studies}
     summary.timings.update(prepare_s=round(scheduler.times.prepare_s, 3), model_s=round(scheduler.times.model_s, 3))
     summary.timings["write_s"] = round(time.monotonic() - write_started, 3)
     summary.output_counts = store.finalize(rules, seen=seen, seen_at=scored_at, metadata={
@@ -180,6 +180,17 @@ def _run(paths: list[Path], out: Path, ensemble: Ensemble, rules: Rules, options
     summary.timings["write_s"] = round(time.monotonic() - write_started, 3)
     summary.timings["wall_s"] = round(time.monotonic() - started, 3)
     return summary
+
+
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    chunk: list = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _check_paths(paths: list[Path], out: Path, views_out: Path | None) -> None:

@@ -18,14 +18,13 @@ def prepare_file(
     path: str | os.PathLike,
     sizes: Iterable[tuple[int, int]],
     settings: PreprocessSettings = PreprocessSettings(),
-    profile: str = "mammo-batch",
 ) -> Prepared:
     """Raises DecodeError for undecodable pixel data, ValueError for unusable images.
 
-    `profile` is the bundle's preprocess.profile; "seed" runs the seed's recipe (seed_profile.py).
+    `settings.profile` "seed" runs the seed's recipe (seed_profile.py) instead of the pixel path.
     """
     ds, stored = read_and_decode(path)
-    if profile == "seed":
+    if settings.profile == "seed":
         full = (0, stored.shape[0], 0, stored.shape[1])
         side = side_from_tags(ds)  # reported only: the seed's recipe never flips
         orientation = Orientation(side, "tags") if side else Orientation(LEFT, "default")

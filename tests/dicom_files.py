@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-from mammo_batch.engine.synth import make_view_dataset, phantom_view
+from mammo_batch.synth import make_view_dataset, phantom_view
 
 
 def write_view(path: Path, patient: str, accession: str, study_uid: str, lat: str = "L",

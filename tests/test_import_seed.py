@@ -25,8 +25,9 @@ from click.testing import CliRunner  # noqa: E402
 from mammo_batch.build.parity import eager_probabilities  # noqa: E402
 from mammo_batch.cli import cli  # noqa: E402
 from mammo_batch.engine.bundle import load_bundle, sha256_file  # noqa: E402
+from mammo_batch.engine.pixels import PreprocessSettings  # noqa: E402
 from mammo_batch.engine.prepare import prepare_file  # noqa: E402
-from mammo_batch.engine.synth import write_studies  # noqa: E402
+from mammo_batch.synth import write_studies  # noqa: E402
 from mammo_batch.train.models import ProbabilityModel, create_model  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -74,7 +75,7 @@ def test_import_seed_then_score(tmp_path: Path, studies: Path, imported: Path) -
     bundle = load_bundle(bundle_dir)
     (member,) = bundle.members
     assert (member.arch, member.input_size, member.fold) == ("tf_efficientnet_b2", (128, 64), 0)
-    assert bundle.profile == "seed" and member.preprocess.orientation == "as_stored"
+    assert bundle.settings.profile == "seed" and member.preprocess.orientation == "as_stored"
     assert bundle.aggregation == {"breast": "mean", "study": "max"} and bundle.threshold == 0.4
     assert member.metrics["parity_onnx_max_diff"] <= 1e-4
     source = bundle.provenance["sources"][0]
@@ -82,7 +83,7 @@ def test_import_seed_then_score(tmp_path: Path, studies: Path, imported: Path) -
 
     # the exported member computes the seed model on the seed's pixels
     view = sorted(studies.rglob("*.dcm"))[0]
-    image = prepare_file(view, [(128, 64)], profile="seed").inputs[(128, 64)]
+    image = prepare_file(view, [(128, 64)], PreprocessSettings(profile="seed")).inputs[(128, 64)]
     model = ProbabilityModel(create_model("tf_efficientnet_b2", init=f"seed:{fold}")).eval()
     import onnxruntime as ort
 

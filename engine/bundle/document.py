@@ -11,12 +11,15 @@ from mammo_batch.engine.bundle.checksums import sha256_file
 from mammo_batch.engine.bundle.model import FORMAT_VERSION
 from mammo_batch.engine.pixels.settings import FULL_SCALE
 
-ORIENTATION = "chest_wall_left"  # what the pixel path produces
+# What each preprocessing profile produces: the pixel path puts the chest wall on the left; the seed's
+# recipe leaves views as stored.
+ORIENTATION_BY_PROFILE = {"mammo-batch": "chest_wall_left", "seed": "as_stored"}
 
 
 def member_document(directory: str | Path, *, name: str, fold: int, arch: str, height: int, width: int,
                     onnx: str, torch: str | None = None, dtype: str = "uint8", window: str = "dicom",
-                    crop: bool = True, metrics: dict[str, Any] | None = None) -> dict[str, Any]:
+                    crop: bool = True, profile: str = "mammo-batch", metrics: dict[str, Any] | None = None
+                    ) -> dict[str, Any]:
     """One member's entry; artifact paths are relative to `directory`, their sha256 computed here."""
     directory = Path(directory)
     files = [onnx] + ([torch] if torch else [])
@@ -24,7 +27,8 @@ def member_document(directory: str | Path, *, name: str, fold: int, arch: str, h
         "name": name, "fold": fold, "arch": arch,
         "input": {"height": height, "width": width, "channels": 1, "dtype": dtype,
                   "value_range": [0, FULL_SCALE[dtype]]},
-        "preprocess": {"window": window, "crop": crop, "orientation": ORIENTATION},
+        "preprocess": {"window": window, "crop": crop, "orientation": ORIENTATION_BY_PROFILE[profile],
+                       "profile": profile},
         "artifacts": {"onnx": onnx, "torch": torch, "tensorrt": []},
         "sha256": {file: sha256_file(directory / file) for file in files},
         "metrics": dict(metrics or {}),

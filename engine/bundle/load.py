@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 
 from mammo_batch.engine.bundle.checksums import verify_file
+from mammo_batch.engine.bundle.document import ORIENTATION_BY_PROFILE
 from mammo_batch.engine.bundle.errors import BundleError
 from mammo_batch.engine.bundle.fields import Fields, is_number
 from mammo_batch.engine.bundle.model import (
@@ -35,9 +36,7 @@ SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 VALUE_RANGES = {dtype: (0.0, float(top)) for dtype, top in FULL_SCALE.items()}
 WINDOWS = (VOI_DICOM, VOI_MINMAX)
 ORIENTATIONS = ("chest_wall_left", "as_stored")
-# Preprocessing profiles and the orientation each produces: the pixel path puts the chest
-# wall on the left; the seed's recipe leaves views as stored.
-PROFILES = {"mammo-batch": "chest_wall_left", "seed": "as_stored"}
+PROFILES = ORIENTATION_BY_PROFILE  # preprocessing profile -> the orientation it produces
 ENSEMBLE_RULES = ("mean",)
 BREAST_RULES = ("mean", "max")
 STUDY_RULES = ("max", "mean", "max-image")
@@ -280,8 +279,13 @@ def _get(member: Member, dotted: str) -> object:
 
 
 def _check_artifacts(member: Member, directory: Path) -> None:
+    inside = directory.resolve()
     for name in member.artifacts.files():
         path = directory / name
+        # A symlink (of the file or of a folder on its way) may lead out of the bundle: refuse it.
+        if path.exists() and not path.resolve().is_relative_to(inside):
+            raise BundleError(f"{path}: artifact of member {member.name!r} resolves to "
+                              f"{path.resolve()}, outside the bundle directory {inside}")
         if not path.is_file():
             raise BundleError(f"{path}: missing artifact of member {member.name!r} (named in {BUNDLE_FILE})")
         verify_file(path, member.sha256[name])

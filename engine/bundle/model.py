@@ -109,12 +109,7 @@ class Bundle:
         """The pixel path's settings, shared by all members (load checked that they agree)."""
         first = self.members[0]
         return PreprocessSettings(window=first.preprocess.window, crop=first.preprocess.crop,
-                                  dtype=first.input.dtype)
-
-    @property
-    def profile(self) -> str:
-        """The preprocessing profile, shared by all members: "mammo-batch" or "seed"."""
-        return self.members[0].preprocess.profile
+                                  dtype=first.input.dtype, profile=first.preprocess.profile)
 
     @property
     def sizes(self) -> list[tuple[int, int]]:

@@ -14,7 +14,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.pixels import get_decoder
 
-from mammo_batch.engine.dicom.policy import DICOMDIR_CLASS, MAX_PIXELS, fail, skip
+from mammo_batch.engine.dicom.policy import DICOMDIR_CLASS, MAX_PIXELS, fail, is_image_class, skip
 from mammo_batch.engine.dicom.quiet import Captured, captured, safe_error
 from mammo_batch.engine.dicom.record import ViewRecord
 from mammo_batch.engine.dicom.vocabulary import laterality_of, multi_values, view_of
@@ -89,6 +89,10 @@ def _fill(record: ViewRecord, ds: Dataset, file_size: int) -> ViewRecord:
     record.laterality = laterality_of(ds)
     record.view = view_of(ds)
     if "PixelData" not in ds:
+        image_class = is_image_class(record.sop_class_uid) or is_image_class(_text(meta, "MediaStorageSOPClassUID"))
+        if (record.rows and record.columns) or record.modality == "MG" or image_class:
+            # an image without its pixels (cut short, or a broken export) should have scored
+            return fail(record, "no_pixel_data", "an image header without pixel data (cut short?)")
         return skip(record, "no_pixel_data")
     pixels = record.rows * record.columns * int(ds.get("SamplesPerPixel", 1) or 1)
     if pixels > MAX_PIXELS:

@@ -38,12 +38,22 @@ REASONS = {
     "view_excluded": "the view is not in --view-filter",
     "duplicate": "a copy of another file of the study (same SOPInstanceUID): scored once",
     "decode_error": "the pixel data could not be decoded",
+    "worker_crash": "the worker process preparing the view died twice on it",
+    "timeout": "preparing the view took longer than the per-file time limit",
 }
 # Study-level reasons (a study, not a file, is affected).
 STUDY_REASONS = {
     "patient_conflict": "an AccessionNumber, StudyInstanceUID or folder is shared by several PatientIDs: "
     "split into one study per patient",
 }
+
+# Storage SOP classes of images (CR/DX/MG, CT, MR, secondary capture, breast tomosynthesis): a file
+# of one of these without pixel data was cut short or broken, and fails rather than being skipped.
+IMAGE_CLASS_PREFIXES = tuple(f"1.2.840.10008.5.1.4.1.1.{family}" for family in ("1", "2", "4", "7", "13.1"))
+
+
+def is_image_class(sop_class_uid: str) -> bool:
+    return any(sop_class_uid == p or sop_class_uid.startswith(p + ".") for p in IMAGE_CLASS_PREFIXES)
 
 MAMMO_FOR_PROCESSING = {
     "1.2.840.10008.5.1.4.1.1.1.2.1",  # Digital Mammography X-Ray Image - For Processing
