@@ -59,6 +59,7 @@ class ScoreOptions:
     """Every option of a scoring run but the inputs, the output and the models."""
 
     views_out: Path | None = None  # also export views.parquet (one row per file seen)
+    report_out: Path | None = None  # also write the nightly report (one HTML page)
     runtime: str = "auto"  # auto | onnx | torch ... (ignored when `models` is a loaded Ensemble)
     threads: int | None = None  # inference threads of a CPU runtime (default: one per core)
     workers: int = 0  # decode processes (0 = one per core)
@@ -79,6 +80,7 @@ class ScoreSummary:
     out: Path
     views_out: Path | None
     runtime: str  # the runtime chosen and why
+    report_out: Path | None = None
     studies: int = 0  # found by discovery
     files: int = 0
     scored: int = 0  # studies scored by this run
@@ -111,7 +113,7 @@ def score(paths: Iterable[str | os.PathLike], *, out: str | os.PathLike, models:
     options = replace(options or ScoreOptions(), **option_values)
     paths = [Path(p) for p in paths]
     out = Path(out)
-    _check_paths(paths, out, options.views_out)
+    _check_paths(paths, out, options.views_out, options.report_out)
     _check_options(options)
     ensemble = _ensemble(models, options)
     rules = _rules(ensemble, options)
@@ -123,7 +125,7 @@ def score(paths: Iterable[str | os.PathLike], *, out: str | os.PathLike, models:
 
 
 def _run(paths: list[Path], out: Path, ensemble: Ensemble, rules: Rules, options: ScoreOptions) -> ScoreSummary:
-    summary = ScoreSummary(out, options.views_out, ensemble.runtime_reason)
+    summary = ScoreSummary(out, options.views_out, ensemble.runtime_reason, options.report_out)
     started = time.monotonic()
     catalog = discover(paths, views=options.view_filter, workers=options.workers)
     plan = plan_studies(catalog, options.study_key)
@@ -175,10 +177,14 @@ def _run(paths: list[Path], out: Path, ensemble: Ensemble, rules: Rules, options
         "timings": summary.timings,
         "counts": {"studies": summary.studies, "scored": summary.scored, "unchanged": summary.kept,
                    "files": summary.files, "views_scored": summary.views, **summary.counts},
-        "interrupted": summary.interrupted,
+        "interrupted": summary.interrupted, "finished_at": _now_ms().isoformat(),
     })
     summary.timings["write_s"] = round(time.monotonic() - write_started, 3)
     summary.timings["wall_s"] = round(time.monotonic() - started, 3)
+    if options.report_out is not None:
+        from mammo_batch.engine.report import write_report  # plots need the report extra: loaded on demand
+
+        write_report(out, options.report_out, views_path=store.views_store)
     return summary
 
 
@@ -193,13 +199,14 @@ def _chunks(items: Iterable, size: int) -> Iterator[list]:
         yield chunk
 
 
-def _check_paths(paths: list[Path], out: Path, views_out: Path | None) -> None:
+def _check_paths(paths: list[Path], out: Path, views_out: Path | None, report_out: Path | None = None) -> None:
     if not paths:
         raise ScoreUsageError("no input paths given")
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise ScoreUsageError(f"input path(s) do not exist: {', '.join(missing)}")
-    outputs = [("--out", out)] + ([("--views", views_out)] if views_out is not None else [])
+    outputs = [("--out", out)] + [(option, path) for option, path in (("--views", views_out),
+                                                                     ("--report", report_out)) if path is not None]
     for option, path in outputs:
         if path.is_dir():
             raise ScoreUsageError(f"{option} {path} is a directory; give a file name such as scores.parquet")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 from datetime import datetime
@@ -34,6 +35,7 @@ NAME = re.compile(r"[A-Za-z0-9_.-]+")  # also safe in file names and Parquet col
 SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 # What the pixel path delivers for each input dtype (render.as_model_dtype).
 VALUE_RANGES = {dtype: (0.0, float(top)) for dtype, top in FULL_SCALE.items()}
+log = logging.getLogger(__name__)
 WINDOWS = (VOI_DICOM, VOI_MINMAX)
 ORIENTATIONS = ("chest_wall_left", "as_stored")
 PROFILES = ORIENTATION_BY_PROFILE  # preprocessing profile -> the orientation it produces
@@ -56,6 +58,9 @@ def load_bundle(path: str | Path) -> Bundle:
     top = Fields(_parse_json(raw, file), file)
     _check_format_version(top)
     bundle = _bundle(top, directory, hashlib.sha256(raw).hexdigest())
+    unknown = top.unknown_keys()
+    if unknown:  # a typo (say "preprocesss") would otherwise fall back to a default without a word
+        log.warning("%s: unknown key(s) ignored: %s", file, ", ".join(unknown))
     _check_shared_preprocessing(bundle.members, file)
     for member in bundle.members:
         _check_artifacts(member, directory)
@@ -123,7 +128,7 @@ def _bundle(top: Fields, directory: Path, digest: str) -> Bundle:
             "study": aggregation.string("study", choices=STUDY_RULES),
         },
         threshold=threshold,
-        provenance=top.child("provenance", {}).data,
+        provenance=top.free_form("provenance"),
     )
 
 
@@ -243,14 +248,14 @@ def _checksums(fields: Fields, artifacts: Artifacts) -> dict[str, str]:
             raise fields.error(f"no checksum for artifact {file!r}")
         if not SHA256.fullmatch(fields.string(file)):
             raise fields.error(f"expected 64 hex digits, got {fields.raw(file)!r}", file)
-    extra = sorted(set(fields.data) - set(files))
+    extra = sorted(set(fields.entries()) - set(files))
     if extra:
         raise fields.error(f"names {', '.join(map(repr, extra))}, not artifacts of this member")
     return {file: fields.data[file].lower() for file in files}
 
 
 def _metrics(fields: Fields) -> dict[str, float]:
-    return {key: fields.number(key) for key in fields.data}
+    return {key: fields.number(key) for key in fields.entries()}
 
 
 def _check_shared_preprocessing(members: tuple[Member, ...], file: Path) -> None:

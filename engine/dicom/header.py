@@ -57,12 +57,19 @@ def _read(record: ViewRecord, size: int, caught: Captured) -> ViewRecord:
         return skip(record, "not_dicom")
     except Exception as exc:  # pydicom raises many types for damaged files
         return fail(record, "unreadable", safe_error(exc))
-    if caught.contains(TRUNCATION_WARNING):
-        return fail(record, "truncated", "the file ends inside its encapsulated pixel data")
+    truncated = caught.contains(TRUNCATION_WARNING)
+    if truncated:  # pydicom hands back an empty dataset then: read the header alone for the identifiers
+        try:
+            ds = pydicom.dcmread(record.path, stop_before_pixels=True)
+        except Exception as exc:
+            return fail(record, "truncated", safe_error(exc))
     try:
-        return _fill(record, ds, size)
+        record = _fill(record, ds, size)
     except Exception as exc:  # a malformed value in an otherwise parseable header
         return fail(record, "unreadable", safe_error(exc))
+    if truncated:  # identifiers kept: the failure counts against its study
+        return fail(record, "truncated", "the file ends inside its encapsulated pixel data")
+    return record
 
 
 def _fill(record: ViewRecord, ds: Dataset, file_size: int) -> ViewRecord:
