@@ -115,13 +115,16 @@ def score(paths: Iterable[str | os.PathLike], *, out: str | os.PathLike, models:
     out = Path(out)
     _check_paths(paths, out, options.views_out, options.report_out)
     _check_options(options)
-    ensemble = _ensemble(models, options)
-    rules = _rules(ensemble, options)
+    lock = OutputLock(out)
     try:
-        with OutputLock(out):
-            return _run(paths, out, ensemble, rules, options)
+        lock.acquire()  # before loading models: a second run on the same output stops at once
     except OutputLocked as exc:
         raise ScoreUsageError(str(exc)) from None
+    try:
+        ensemble = _ensemble(models, options)
+        return _run(paths, out, ensemble, _rules(ensemble, options), options)
+    finally:
+        lock.release()
 
 
 def _run(paths: list[Path], out: Path, ensemble: Ensemble, rules: Rules, options: ScoreOptions) -> ScoreSummary:
