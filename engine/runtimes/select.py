@@ -49,11 +49,12 @@ def _auto(bundle: Bundle, threads: int | None) -> Selection:
     why_not_trt = why_not_tensorrt(bundle)
     if why_not_trt is None:
         return Selection(TensorRTRuntime(), "tensorrt (engines for this GPU and TensorRT version)")
+    log.info("runtime: not tensorrt: %s", why_not_trt)
     why_not = _why_not_torch_cuda(bundle)
     if why_not is None:
-        return Selection(TorchCudaRuntime("cuda"), f"torch-cuda fp16 (not tensorrt: {why_not_trt})")
-    return Selection(OnnxCpuRuntime(threads), f"onnxruntime-cpu (not tensorrt: {why_not_trt}; "
-                                              f"not torch-cuda: {why_not})")
+        return Selection(TorchCudaRuntime("cuda"), f"torch-cuda fp16 (CUDA device and torch artifacts; "
+                                                   f"not tensorrt: {why_not_trt})")
+    return Selection(OnnxCpuRuntime(threads), f"onnxruntime-cpu ({why_not})")
 
 
 def _tensorrt(bundle: Bundle) -> Selection:

@@ -30,8 +30,20 @@ class TorchCudaRuntime:
     def load(self, member: Member, bundle_dir: Path) -> TorchAmpRunner:
         runner = self._export.load(member, bundle_dir)
         torch = import_torch()
-        module = runner.module.to(memory_format=torch.channels_last)
+        module = _without_dtype_asserts(torch, runner.module).to(memory_format=torch.channels_last)
         return TorchAmpRunner(member, module, torch.device(self.device), getattr(torch, self.precision))
+
+
+def _without_dtype_asserts(torch: Any, module: Any) -> Any:
+    """Drop the program's tensor-metadata asserts: they pin every intermediate to the dtype seen at
+    export (float32), which autocast changes on purpose. They compute nothing (no users)."""
+    graph = module.graph
+    for node in list(graph.nodes):
+        if node.op == "call_function" and node.target == torch.ops.aten._assert_tensor_metadata.default \
+                and not node.users:
+            graph.erase_node(node)
+    module.recompile()
+    return module
 
 
 class TorchAmpRunner:
