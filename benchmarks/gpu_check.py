@@ -92,9 +92,10 @@ class Check:
     def synth(self, root: Path) -> dict:
         from mammo_batch.engine.synth import write_studies
 
-        write_studies(root / "j2k", self.studies, seed=0, size=self.view_size, variants=["hologic"], workers=4)
+        write_studies(root / "j2k", self.studies, seed=0, size=self.view_size, variants=["hologic"], workers=4,
+                      layout="accession")
         write_studies(root / "htj2k", max(1, self.studies // 4), seed=1, size=self.view_size, variants=["htj2k"],
-                      workers=4)
+                      workers=4, layout="accession")
         j2k, htj2k = sorted((root / "j2k").rglob("*.dcm")), sorted((root / "htj2k").rglob("*.dcm"))
         return {"value": {"root": root, "j2k": j2k, "htj2k": htj2k}, "j2k_files": len(j2k), "htj2k_files": len(htj2k)}
 
@@ -200,6 +201,8 @@ class Check:
             model_s = 0.0
             for size, runners in ensemble.by_size.items():
                 batch = self.torch.stack([p.inputs[size] for p in prepared[:batch_size]] * 2)[:batch_size]
+                if not ensemble.runtime_reason.startswith(("tensorrt", "torch-cuda")):
+                    batch = batch.cpu().numpy()  # a CPU runtime (the dry run) takes host arrays
                 for runner in runners:
                     runner.predict(batch)  # warm-up (cuDNN autotune)
                     self.sync()

@@ -121,7 +121,7 @@ def check_images(bundle: Bundle, views: list[Path] | None) -> dict[tuple[int, in
         if not views:
             from mammo_batch.engine.synth import write_studies
 
-            write_studies(Path(tmp), 2, seed=0, variants=["hologic", "planmed"])
+            write_studies(Path(tmp), 2, seed=0, variants=["hologic", "planmed"], layout="accession")
             views = sorted(Path(tmp).rglob("*.dcm"))
         prepared = [prepare_file(path, sizes, settings).inputs for path in views[:CHECK_VIEWS]]
     return {size: np.stack([p[size] for p in prepared]) for size in sizes}

@@ -38,7 +38,7 @@ def run(preparer, paths) -> dict:
 def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("studies")
     for seed, variant in enumerate(["hologic", "htj2k", "planmed"]):
-        write_studies(root / variant, 1, seed=seed, size=(400, 256), variants=[variant])
+        write_studies(root / variant, 1, seed=seed, size=(400, 256), variants=[variant], layout="accession")
     paths = sorted(root.rglob("*.dcm"))
     bad = root / "bad.dcm"
     bad.write_bytes(paths[0].read_bytes()[:2000])  # truncated pixel data
@@ -62,4 +62,6 @@ def test_gpu_preparer_matches_the_cpu_pool(files):
             diff = np.abs(got.numpy().astype(int) - prepared.inputs[size].astype(int))
             assert (diff <= 1).mean() >= 0.999, (view_id, size, diff.max())
     assert gpu.fallbacks["native"] > 0  # the planmed views: not encapsulated, decoded by pydicom
+    # J2K and HTJ2K all went to nvImageCodec; the truncated file's PixelData could not be cut
+    assert set(gpu.fallbacks) == {"native", "codestream_error"} and gpu.fallbacks["codestream_error"] == 1
     assert set(gpu.stage_s) >= {"read", "decode", "plan", "render"}
