@@ -43,20 +43,20 @@ def main() -> int:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    check = Check(args.device, args.studies or (24 if args.device == "cuda" else 2))
+    path = args.out / "gpu_check.json"
+    check = Check(args.device, args.studies or (24 if args.device == "cuda" else 2), path)
     with tempfile.TemporaryDirectory() as tmp:
         check.run(Path(tmp))
-    path = args.out / "gpu_check.json"
-    path.write_text(json.dumps(check.report, indent=2, default=str) + "\n")
     print(json.dumps({k: v.get("ok") for k, v in check.report["steps"].items()}))
     print(f"wrote {path}")
     return 0 if all(step.get("ok") for step in check.report["steps"].values()) else 1
 
 
 class Check:
-    def __init__(self, device: str, studies: int) -> None:
+    def __init__(self, device: str, studies: int, path: Path) -> None:
         import torch
 
+        self.path = path  # rewritten after every step: a check cut short by its time limit still reports
         self.torch, self.device, self.studies = torch, device, studies
         self.toy = device == "cpu"
         self.view_size = TOY["view"] if self.toy else VIEW_SIZE
@@ -85,6 +85,7 @@ class Check:
         record["seconds"] = round(time.perf_counter() - started, 2)
         self.report["steps"][name] = {k: v for k, v in record.items() if k != "value"}
         logging.info("step %s: %s in %.1f s", name, "ok" if record["ok"] else record["error"], record["seconds"])
+        self.path.write_text(json.dumps(self.report, indent=2, default=str) + "\n")
         return record.get("value", result) if record["ok"] else None
 
     # -- steps ---------------------------------------------------------------------------------------
