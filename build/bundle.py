@@ -15,6 +15,7 @@ import torch
 
 from mammo_batch import __version__
 from mammo_batch.build.export import export_onnx, export_torch
+from mammo_batch.build.fp16 import check_fp16, export_fp16_onnx
 from mammo_batch.build.parity import check_parity
 from mammo_batch.engine.bundle import bundle_document, load_bundle, member_document, write_bundle_json
 from mammo_batch.engine.pixels import PreprocessSettings
@@ -96,19 +97,21 @@ def _build_member(run: Run, out: Path) -> dict:
     net = create_model(run.config["arch"], dtype)
     net.load_state_dict(torch.load(run.path / "best.pt", map_location="cpu", weights_only=True))
     model = ProbabilityModel(net).eval()
-    onnx_file, torch_file = f"{run.name}.onnx", f"{run.name}.pt2"
+    onnx_file, torch_file, fp16_file = f"{run.name}.onnx", f"{run.name}.pt2", f"{run.name}.fp16.onnx"
     started = datetime.now()
     export_onnx(model, out / onnx_file, height, width, dtype)
     export_torch(model, out / torch_file, height, width, dtype)
     images = _validation_images(run)
     report = check_parity(model, out / onnx_file, out / torch_file, images)  # raises ParityError
+    export_fp16_onnx(model, out / fp16_file, height, width, dtype)
+    fp16_diff = check_fp16(model, out / fp16_file, images, name=run.name)  # raises Fp16ParityError
     log.info("%s: exported in %.1f s; %s", run.name, (datetime.now() - started).total_seconds(),
              report.summary())
     metrics = {"val_study_auc": run.summary["val_study_auc"], "best_epoch": run.summary["best_epoch"],
                "val_views": run.summary["val_views"], "parity_onnx_max_diff": float(report.onnx_max_diff),
-               "parity_torch_max_diff": float(report.torch_max_diff)}
+               "parity_torch_max_diff": float(report.torch_max_diff), "fp16_onnx_max_diff": fp16_diff}
     return member_document(out, name=run.name, fold=run.config["fold"], arch=run.config["arch"], height=height,
-                           width=width, onnx=onnx_file, torch=torch_file, dtype=dtype,
+                           width=width, onnx=onnx_file, torch=torch_file, onnx_fp16=fp16_file, dtype=dtype,
                            window=run.config["window"], crop=run.config["crop"], metrics=metrics)
 
 

@@ -27,6 +27,7 @@ from typing import Any
 from mammo_batch import __version__
 from mammo_batch.engine.bundle import BundleError
 from mammo_batch.engine.dicom import discover
+from mammo_batch.engine.dicom.decoders import DECODERS, DecoderUnavailableError
 from mammo_batch.engine.dicom.vocabulary import MODIFIER_SUFFIX_BY_CODE, VIEW_BY_CODE
 from mammo_batch.engine.ensemble import Ensemble
 from mammo_batch.engine.results.aggregate import BREAST_AGGS, STUDY_AGGS
@@ -37,7 +38,7 @@ from mammo_batch.engine.results.store import ResultStore, views_store_path
 from mammo_batch.engine.results.tables import Rules, RunInfo, scores_table, views_table
 from mammo_batch.engine.runtimes import CHOICES as RUNTIMES
 from mammo_batch.engine.runtimes import RuntimeUnavailableError
-from mammo_batch.engine.schedule.cpu_pool import CpuPoolPreparer
+from mammo_batch.engine.schedule.choose import make_preparer
 from mammo_batch.engine.schedule.progress import Progress
 from mammo_batch.engine.schedule.run import Scheduler, SchedulerOptions
 from mammo_batch.engine.studies import STUDY_KEYS, plan_studies
@@ -73,6 +74,7 @@ class ScoreOptions:
     flush_every: int = 50  # journal part every N completed studies (what a crash can lose)
     time_limit_s: float = 300.0  # per file, decode + pixel path
     progress: bool = True
+    decoder: str = "auto"  # auto | cpu | nvimgcodec | dali (auto: nvimgcodec where a GPU and it exist)
 
 
 @dataclass
@@ -158,8 +160,13 @@ def _run(paths: list[Path], out: Path, ensemble: Ensemble, rules: Rules, options
         store.append(scores, views)
         progress.update(len(results), sum(len(r.views) for r in results))
 
-    preparer = CpuPoolPreparer(ensemble.sizes, ensemble.settings, options.workers,
-                               time_limit_s=options.time_limit_s)
+    try:
+        preparer, decoder_reason = make_preparer(options.decoder, ensemble.sizes, ensemble.settings,
+                                                 ensemble.runtime_reason, options.workers, options.batch_size,
+                                                 options.time_limit_s)
+    except DecoderUnavailableError as exc:
+        raise ScoreUsageError(str(exc)) from None
+    log.info("decoder: %s", decoder_reason)
     scheduler = Scheduler(ensemble.by_size, preparer, SchedulerOptions(batch_size=options.batch_size))
     try:
         with _stop_on_signals() as stop:
@@ -224,6 +231,8 @@ def _check_paths(paths: list[Path], out: Path, views_out: Path | None, report_ou
 
 
 def _check_options(options: ScoreOptions) -> None:
+    if options.decoder not in DECODERS:
+        raise ScoreUsageError(f"unknown decoder {options.decoder!r}: choose one of {', '.join(DECODERS)}")
     if options.runtime not in RUNTIMES:
         raise ScoreUsageError(f"unknown runtime {options.runtime!r}: choose one of {', '.join(RUNTIMES)}")
     if options.breast_agg is not None and options.breast_agg not in BREAST_AGGS:

@@ -18,6 +18,8 @@ LAZY_COMMANDS = {
     "demo": ("mammo_batch.build.demo", "demo", "Synthesize, train, build and score, end to end."),
     "import-seed": ("mammo_batch.build.import_seed", "import_seed_command",
                     "Import the seed's fold checkpoints into a model bundle."),
+    "build-engines": ("mammo_batch.build.engines_cli", "build_engines_command",
+                      "TensorRT engines for this GPU from a bundle's FP16 ONNX (needs TensorRT)."),
 }
 
 

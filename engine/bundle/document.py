@@ -17,19 +17,21 @@ ORIENTATION_BY_PROFILE = {"mammo-batch": "chest_wall_left", "seed": "as_stored"}
 
 
 def member_document(directory: str | Path, *, name: str, fold: int, arch: str, height: int, width: int,
-                    onnx: str, torch: str | None = None, dtype: str = "uint8", window: str = "dicom",
+                    onnx: str, torch: str | None = None, onnx_fp16: str | None = None, dtype: str = "uint8",
+                    window: str = "dicom",
                     crop: bool = True, profile: str = "mammo-batch", metrics: dict[str, Any] | None = None
                     ) -> dict[str, Any]:
     """One member's entry; artifact paths are relative to `directory`, their sha256 computed here."""
     directory = Path(directory)
-    files = [onnx] + ([torch] if torch else [])
+    files = [onnx] + [file for file in (torch, onnx_fp16) if file]
     return {
         "name": name, "fold": fold, "arch": arch,
         "input": {"height": height, "width": width, "channels": 1, "dtype": dtype,
                   "value_range": [0, FULL_SCALE[dtype]]},
         "preprocess": {"window": window, "crop": crop, "orientation": ORIENTATION_BY_PROFILE[profile],
                        "profile": profile},
-        "artifacts": {"onnx": onnx, "torch": torch, "tensorrt": []},
+        "artifacts": {"onnx": onnx, "torch": torch, **({"onnx_fp16": onnx_fp16} if onnx_fp16 else {}),
+                      "tensorrt": []},
         "sha256": {file: sha256_file(directory / file) for file in files},
         "metrics": dict(metrics or {}),
     }

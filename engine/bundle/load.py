@@ -215,11 +215,13 @@ def _preprocess(fields: Fields) -> Preprocess:
 
 def _artifacts(fields: Fields) -> Artifacts:
     torch = fields.optional_string("torch")
+    fp16 = fields.optional_string("onnx_fp16")
     engines = fields.children("tensorrt") if fields.raw("tensorrt", None) is not None else []
     return Artifacts(
         onnx=_relative_file(fields, "onnx"),
         torch=None if torch is None else _relative_file(fields, "torch"),
         tensorrt=tuple(_tensorrt(engine) for engine in engines),
+        onnx_fp16=None if fp16 is None else _relative_file(fields, "onnx_fp16"),
     )
 
 
@@ -229,6 +231,8 @@ def _tensorrt(fields: Fields) -> TensorRTEngine:
         compute_capability=fields.string("compute_capability"),
         tensorrt_version=fields.string("tensorrt_version"),
         precision=fields.string("precision"),
+        gpu_name=fields.optional_string("gpu_name") or "",
+        batch_sizes=tuple(int(b) for b in fields.raw("batch_sizes", ())),
     )
 
 

@@ -12,6 +12,7 @@ import click
 
 from mammo_batch.engine.api import EXIT_CRASH, EXIT_USAGE, ScoreOptions, ScoreSummary, ScoreUsageError, score
 from mammo_batch.engine.cli.options import parse_views, study_key_option, view_filter_option, workers_option
+from mammo_batch.engine.dicom.decoders import DECODERS
 from mammo_batch.engine.results.aggregate import BREAST_AGGS, STUDY_AGGS
 from mammo_batch.engine.runtimes import CHOICES as RUNTIMES
 
@@ -29,6 +30,8 @@ MODELS_ENV = "MAMMO_BATCH_MODELS"
               help="Also write views.parquet: one row per file seen, with per-member probabilities.")
 @click.option("--runtime", type=click.Choice(RUNTIMES), default="auto",
               show_default=True, help="Inference runtime; auto says which one it picked.")
+@click.option("--decoder", type=click.Choice(DECODERS), default="auto", show_default=True,
+              help="Pixel decoder; auto = nvimgcodec on a GPU where installed, else cpu (it says which).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="Inference threads (default: one per core).")
@@ -52,7 +55,7 @@ MODELS_ENV = "MAMMO_BATCH_MODELS"
 def score_command(paths, out: Path, models: Path, views_out: Path | None, runtime: str, batch_size: int,
                   threads: int | None, breast_agg: str | None, study_agg: str | None, threshold: float | None,
                   rescore: bool, flush_every: int, time_limit_s: float, report_out: Path | None, quiet: bool,
-                  study_key: str, view_filter: str | None, workers: int) -> None:
+                  study_key: str, view_filter: str | None, workers: int, decoder: str) -> None:
     """Score every study under PATHS with the ensemble in --models and write --out.
 
     Exit status: 0 all studies ok, 3 finished with failed or partial studies,
@@ -62,7 +65,7 @@ def score_command(paths, out: Path, models: Path, views_out: Path | None, runtim
                            batch_size=batch_size, breast_agg=breast_agg, study_agg=study_agg,
                            threshold=threshold, study_key=study_key, view_filter=parse_views(view_filter),
                            rescore=rescore, flush_every=flush_every, time_limit_s=time_limit_s,
-                           report_out=report_out, progress=not quiet)
+                           report_out=report_out, progress=not quiet, decoder=decoder)
     try:
         summary = score(paths, out=out, models=models, options=options)
     except ScoreUsageError as exc:

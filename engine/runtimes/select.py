@@ -1,6 +1,6 @@
-"""`--runtime auto|onnx|torch`: which runtime scores this bundle here, and why.
+"""`--runtime auto|onnx|torch|tensorrt`: which runtime scores this bundle here, and why.
 
-auto, best first: TensorRT engine for this GPU (a later issue: see `_auto`) > torch on CUDA
+auto, best first: TensorRT engines built for this GPU and TensorRT version > torch on CUDA in FP16
 (needs torch, a CUDA device and a torch artifact for every member) > ONNX Runtime on the CPU.
 """
 
@@ -13,10 +13,12 @@ from typing import NamedTuple
 from mammo_batch.engine.bundle import Bundle
 from mammo_batch.engine.runtimes.base import Runtime, RuntimeUnavailableError
 from mammo_batch.engine.runtimes.onnx import OnnxCpuRuntime
+from mammo_batch.engine.runtimes.tensorrt import TensorRTRuntime, why_not_tensorrt
+from mammo_batch.engine.runtimes.torch_cuda import TorchCudaRuntime
 from mammo_batch.engine.runtimes.torch_export import TorchExportRuntime, import_torch
 
 log = logging.getLogger(__name__)
-CHOICES = ("auto", "onnx", "torch")
+CHOICES = ("auto", "onnx", "torch", "tensorrt")
 
 
 class Selection(NamedTuple):
@@ -33,6 +35,8 @@ def select_runtime(requested: str, bundle: Bundle, threads: int | None = None) -
         selection = Selection(OnnxCpuRuntime(threads), "onnxruntime-cpu (requested)")
     elif requested == "torch":
         selection = _torch(bundle, threads)
+    elif requested == "tensorrt":
+        selection = _tensorrt(bundle)
     elif requested == "auto":
         selection = _auto(bundle, threads)
     else:
@@ -42,12 +46,22 @@ def select_runtime(requested: str, bundle: Bundle, threads: int | None = None) -
 
 
 def _auto(bundle: Bundle, threads: int | None) -> Selection:
-    # TensorRT seam (later issue): try a TensorRT runtime here first, when every member has an
-    # engine built for this GPU's compute capability and the installed TensorRT version.
+    why_not_trt = why_not_tensorrt(bundle)
+    if why_not_trt is None:
+        return Selection(TensorRTRuntime(), "tensorrt (engines for this GPU and TensorRT version)")
+    log.info("runtime: not tensorrt: %s", why_not_trt)
     why_not = _why_not_torch_cuda(bundle)
     if why_not is None:
-        return Selection(TorchExportRuntime("cuda", threads), "torch-cuda (CUDA device and torch artifacts)")
+        return Selection(TorchCudaRuntime("cuda"), f"torch-cuda fp16 (CUDA device and torch artifacts; "
+                                                   f"not tensorrt: {why_not_trt})")
     return Selection(OnnxCpuRuntime(threads), f"onnxruntime-cpu ({why_not})")
+
+
+def _tensorrt(bundle: Bundle) -> Selection:
+    why_not = why_not_tensorrt(bundle)
+    if why_not:
+        raise RuntimeUnavailableError(f"--runtime tensorrt: {why_not}")
+    return Selection(TensorRTRuntime(), "tensorrt (requested)")
 
 
 def _why_not_torch_cuda(bundle: Bundle) -> str | None:
