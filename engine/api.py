@@ -11,14 +11,15 @@ ones in flight, release the lock and return an `interrupted` summary.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 import os
 import signal
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,12 +40,13 @@ from mammo_batch.engine.runtimes import CHOICES as RUNTIMES
 from mammo_batch.engine.runtimes import RuntimeUnavailableError
 from mammo_batch.engine.schedule.cpu_pool import CpuPoolPreparer
 from mammo_batch.engine.schedule.progress import Progress
-from mammo_batch.engine.schedule.run import Scheduler, SchedulerOptions
+from mammo_batch.engine.schedule.run import Scheduler, SchedulerOptions, StageTimes
 from mammo_batch.engine.studies import STUDY_KEYS, group_studies
 
 log = logging.getLogger("mammo_batch.score")
 
 EXIT_OK, EXIT_CRASH, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
+ENGINES = ("local", "ray")  # ray: engine/distributed (the `ray` extra), imported only when chosen
 # View names a view filter may hold: the CID 4014 views, alone or with a modifier suffix (e.g. MLOID).
 VIEW_CODES = frozenset(VIEW_BY_CODE.values()) | {
     view + suffix for view in VIEW_BY_CODE.values() for suffix in MODIFIER_SUFFIX_BY_CODE.values()}
@@ -72,6 +74,8 @@ class ScoreOptions:
     flush_every: int = 50  # journal part every N completed studies (what a crash can lose)
     time_limit_s: float = 300.0  # per file, decode + pixel path
     progress: bool = True
+    engine: str = "local"  # local | ray (a Ray cluster: engine/distributed)
+    ray_address: str | None = None  # engine ray: None = RAY_ADDRESS, else a local Ray started for the run
 
 
 @dataclass
@@ -88,6 +92,8 @@ class ScoreSummary:
     views: int = 0  # views prepared and scored by this run
     timings: dict[str, float] = field(default_factory=dict)
     interrupted: str | None = None  # the signal's name when stopped early
+    engine: str = "local"
+    cluster: dict[str, Any] = field(default_factory=dict)  # engine ray: nodes, actors, GPUs (had and used)
 
     @property
     def views_per_second(self) -> float:
@@ -116,16 +122,16 @@ def score(paths: Iterable[str | os.PathLike], *, out: str | os.PathLike, models:
     ensemble = _ensemble(models, options)
     rules = _rules(ensemble, options)
     try:
-        with OutputLock(out):
+        with OutputLock(out), _engine_session(options):
             return _run(paths, out, ensemble, rules, options)
     except OutputLocked as exc:
         raise ScoreUsageError(str(exc)) from None
 
 
 def _run(paths: list[Path], out: Path, ensemble: Ensemble, rules: Rules, options: ScoreOptions) -> ScoreSummary:
-    summary = ScoreSummary(out, options.views_out, ensemble.runtime_reason)
+    summary = ScoreSummary(out, options.views_out, ensemble.runtime_reason, engine=options.engine)
     started = time.monotonic()
-    records = discover(paths, views=options.view_filter, workers=options.workers)
+    records = _discover(paths, options)
     studies, orphans = group_studies(records, options.study_key)
     summary.studies, summary.files = len(studies), len(records)
     summary.timings["discovery_s"] = round(time.monotonic() - started, 3)
@@ -152,34 +158,68 @@ def _run(paths: list[Path], out: Path, ensemble: Ensemble, rules: Rules, options
         store.append(scores, views)
         progress.update(len(results), sum(len(r.views) for r in results))
 
-    preparer = CpuPoolPreparer(ensemble.sizes, ensemble.settings, options.workers,
-                               time_limit_s=options.time_limit_s)
-    scheduler = Scheduler(ensemble.by_size, preparer, SchedulerOptions(batch_size=options.batch_size))
     try:
         with _stop_on_signals() as stop:
-            scheduler.run(jobs, sink, should_stop=stop.is_set)
+            times = _schedule(jobs, ensemble, options, sink, stop.is_set, summary)
             summary.interrupted = stop.signal_name
     finally:
-        preparer.close()
         progress.close()
     summary.timings["scoring_s"] = round(progress.elapsed, 3)
-    summary.views = scheduler.times.views
+    summary.views = times.views
 
     write_started = time.monotonic()
     if orphans:
         store.append(scores_table([], [], info), views_table([], orphans, info))
     seen = {s.key for s in studies}
-    summary.timings.update(prepare_s=round(scheduler.times.prepare_s, 3), model_s=round(scheduler.times.model_s, 3))
+    summary.timings.update(prepare_s=round(times.prepare_s, 3), model_s=round(times.model_s, 3))
     summary.timings["write_s"] = round(time.monotonic() - write_started, 3)
     summary.output_counts = store.finalize(rules, seen=seen, seen_at=scored_at, metadata={
         "timings": summary.timings,
         "counts": {"studies": summary.studies, "scored": summary.scored, "unchanged": summary.kept,
                    "files": summary.files, "views_scored": summary.views, **summary.counts},
         "interrupted": summary.interrupted,
+        "engine": {"name": summary.engine, **summary.cluster},
     })
     summary.timings["write_s"] = round(time.monotonic() - write_started, 3)
     summary.timings["wall_s"] = round(time.monotonic() - started, 3)
     return summary
+
+
+def _engine_session(options: ScoreOptions) -> AbstractContextManager:
+    """The engine's resources for the whole run: a Ray connection for engine ray, nothing for local."""
+    if options.engine != "ray":
+        return nullcontext()
+    from mammo_batch.engine.distributed import ray_session
+
+    return ray_session(options.ray_address, quiet=not options.progress)
+
+
+def _discover(paths: list[Path], options: ScoreOptions) -> list:
+    if options.engine == "ray":
+        from mammo_batch.engine.distributed import discover_on_ray
+
+        return discover_on_ray(paths, views=options.view_filter, workers=options.workers)
+    return discover(paths, views=options.view_filter, workers=options.workers)
+
+
+def _schedule(jobs: list, ensemble: Ensemble, options: ScoreOptions, sink: Callable[[list], None],
+              should_stop: Callable[[], bool], summary: ScoreSummary) -> StageTimes:
+    """The scheduling step: the local streaming scheduler or the Ray pipeline, feeding the same sink."""
+    if options.engine == "ray":
+        from mammo_batch.engine.distributed import score_on_ray
+
+        times, summary.cluster = score_on_ray(
+            jobs, ensemble, batch_size=options.batch_size, workers=options.workers, runtime=options.runtime,
+            threads=options.threads, progress=options.progress, sink=sink, should_stop=should_stop)
+        return times
+    preparer = CpuPoolPreparer(ensemble.sizes, ensemble.settings, options.workers,
+                               time_limit_s=options.time_limit_s)
+    scheduler = Scheduler(ensemble.by_size, preparer, SchedulerOptions(batch_size=options.batch_size))
+    try:
+        scheduler.run(jobs, sink, should_stop=should_stop)
+    finally:
+        preparer.close()
+    return scheduler.times
 
 
 def _check_paths(paths: list[Path], out: Path, views_out: Path | None) -> None:
@@ -226,6 +266,14 @@ def _check_options(options: ScoreOptions) -> None:
             raise ScoreUsageError(f"{name} must be an integer >= {minimum}, got {value!r}")
     if not options.time_limit_s > 0:
         raise ScoreUsageError(f"time_limit_s must be positive, got {options.time_limit_s!r}")
+    _check_engine(options)
+
+
+def _check_engine(options: ScoreOptions) -> None:
+    if options.engine not in ENGINES:
+        raise ScoreUsageError(f"unknown engine {options.engine!r}: choose one of {', '.join(ENGINES)}")
+    if options.engine == "ray" and importlib.util.find_spec("ray") is None:
+        raise ScoreUsageError("--engine ray needs Ray: pip install 'mammo-batch[ray]'")
 
 
 def _is_probability(value: object) -> bool:
