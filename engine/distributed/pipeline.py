@@ -80,10 +80,15 @@ def score_on_ray(jobs: Iterable[StudyJob], ensemble: Ensemble, *, batch_size: in
         rows.append({"job": index, "positions": [p for p, _ in scorable], "paths": [p for _, p in scorable]})
     cluster = cluster_resources()
     if rows:
-        DataContext.get_current().enable_progress_bars = progress
-        batches = _dataset(rows, ensemble, batch_size, workers, runtime, threads).iter_batches(
-            batch_size=None, batch_format="numpy")
-        _drain(batches, open_studies, ensemble, times, used, sink, should_stop)
+        context = DataContext.get_current()
+        bars = context.enable_progress_bars
+        context.enable_progress_bars = progress  # Ray's bars beside ours; restored: a library leaves no trace
+        try:
+            batches = _dataset(rows, ensemble, batch_size, workers, runtime, threads).iter_batches(
+                batch_size=None, batch_format="numpy")
+            _drain(batches, open_studies, ensemble, times, used, sink, should_stop)
+        finally:
+            context.enable_progress_bars = bars
     cluster.update(nodes_used=len(used.nodes), actors=len(used.actors), gpus_used=len(used.gpus),
                    runtimes=sorted(used.runtimes))
     log.info("ray: %d of %d nodes, %d scorer actors, %d GPUs used", cluster["nodes_used"], cluster["nodes"],
