@@ -35,7 +35,8 @@ def discover_on_ray(paths: Iterable[str | os.PathLike], views: Collection[str] |
     if not files:
         return []
     items = [{INDEX: i, "path": p} for i, p in enumerate(files)]
-    blocks = max(1, min(len(files) // HEADERS_PER_TASK + 1, 1000))
+    parallel = workers or int(ray.cluster_resources().get("CPU", 1))
+    blocks = min(len(files), max(-(-len(files) // HEADERS_PER_TASK), parallel), 10_000)
     dataset = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
         _read_headers, batch_size=HEADERS_PER_TASK, batch_format="pyarrow", fn_kwargs={"views": views},
         **cpu_tasks(workers))
