@@ -154,6 +154,26 @@ def test_a_killed_driver_resumes_to_the_same_output(ray_cluster, studies, bundle
     assert not views.duplicated(["path"]).any()
 
 
+def test_sigterm_stops_the_pipeline_and_writes_whole_studies(ray_cluster, studies, bundle, tmp_path):
+    out = tmp_path / "stopped.parquet"
+    journal = Path(f"{out}.journal")
+    command = [sys.executable, "-m", "mammo_batch.engine.cli", "score", str(studies), "--out", str(out),
+               "--models", str(bundle), "--engine", "ray", "--ray-address", ray_cluster, "--quiet",
+               "--workers", "1", "--flush-every", "1", "--batch-size", "1"]
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and child.poll() is None and not list(journal.glob("part-*")):
+        time.sleep(0.05)
+    child.send_signal(signal.SIGTERM)
+    _, stderr = child.communicate(timeout=120)
+    assert child.returncode in (128 + signal.SIGTERM, 3), stderr  # 3: it had finished before the signal
+    stopped = read_scores(out)
+    assert stopped.index.is_unique and set(stopped["status"]) <= {"ok", "partial", "failed"}
+    finished = run(studies, bundle, out, "ray")
+    assert finished.kept == int((stopped["status"] == "ok").sum())
+    assert len(read_scores(out)) == 6
+
+
 def test_decode_tasks_fail_views_not_blocks(studies, bundle):
     """The decode UDF alone (no Ray): a path this node cannot read and a damaged file fail their views."""
     import pyarrow as pa
