@@ -56,8 +56,8 @@ def list_files(paths: Iterable[str | os.PathLike]) -> list[str]:
             continue
         top = next(os.walk(root), (str(root), [], []))
         units += [(str(root / name), False) for name in sorted(top[2]) if not name.startswith(".")]
-        units += [(str(root / name), True) for name in sorted(top[1])
-                  if not name.startswith(".") and name != "__MACOSX"]
+        units += [(str(root / name), True) for name in sorted(top[1])  # os.walk does not follow links
+                  if not name.startswith(".") and name != "__MACOSX" and not (root / name).is_symlink()]
     walk = ray.remote(num_cpus=1)(_walk)
     pending = {i: walk.remote(path) for i, (path, remote) in enumerate(units) if remote}
     listed = dict(zip(pending, ray.get(list(pending.values())), strict=True))
