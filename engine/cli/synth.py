@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from mammo_batch.engine.synth import LAYOUTS, VARIANTS, write_studies
+from mammo_batch.synth import LAYOUTS, VARIANTS, write_studies
 
 
 def _size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:

@@ -18,14 +18,14 @@ from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
 from pydicom.uid import UID, generate_uid
 
-from mammo_batch.engine.synth.rle import encode_rle_frame
-from mammo_batch.engine.synth.variants import (
+from mammo_batch.synth.rle import encode_rle_frame
+from mammo_batch.synth.variants import (
     ENCODINGS,
     Variant,
     get_variant,
     resolve_transfer_syntax,
 )
-from mammo_batch.engine.synth.views import (
+from mammo_batch.synth.views import (
     LEFT,
     RIGHT,
     VIEW_CODES,
