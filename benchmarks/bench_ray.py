@@ -28,7 +28,7 @@ sys.path[:0] = [str(ROOT / "tests")]
 from onnx_members import write_test_bundle  # noqa: E402
 
 from mammo_batch import score  # noqa: E402
-from mammo_batch.engine.synth import write_studies  # noqa: E402
+from mammo_batch.synth import write_studies  # noqa: E402
 
 WORKERS = 2
 MEMBERS = [dict(name="whole", fold=0, height=512, width=256, dtype="uint8"),

@@ -23,7 +23,7 @@ from test_score import corrupt_copy
 
 from mammo_batch import score
 from mammo_batch.engine.bundle import load_bundle
-from mammo_batch.engine.synth import write_studies
+from mammo_batch.synth import write_studies
 
 ray = pytest.importorskip("ray")
 
