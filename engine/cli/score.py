@@ -82,6 +82,8 @@ def describe(summary: ScoreSummary) -> str:
         c = summary.cluster
         lines.append(f"engine ray: {c['nodes_used']} of {c['nodes']} nodes, {c['actors']} scorer actors, "
                      f"{c['gpus_used']} of {c['gpus']} GPUs used")
+        if c["runtimes"] and c["runtimes"] != [summary.runtime]:  # actors pick their runtime on their node
+            lines.append(f"scorer actors' runtime: {'; '.join(c['runtimes'])}")
     lines += [f"{summary.studies} studies in {summary.files} files: scored {summary.scored}, "
               f"unchanged {summary.kept} (re-derived from stored views)",
               f"scored {summary.views} views in {summary.timings.get('scoring_s', 0):.1f} s "
