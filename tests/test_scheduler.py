@@ -79,15 +79,18 @@ def test_every_view_comes_back_to_its_study_batched_across_studies(tmp_path, poo
     assert sum(runners[SIZES[0]][0].batches) == 10
 
 
-def test_a_worker_killed_on_one_file_retries_once_then_fails_that_view_only(tmp_path, pool):
-    jobs = make_studies(tmp_path, {"a": ["1", "crash", "2"], "b": ["3", "crash-once"], "c": ["4", "5"]})
+def test_a_worker_killed_on_one_file_fails_that_view_only_never_its_neighbours(tmp_path, pool):
+    jobs = make_studies(tmp_path, {"a": ["1", "crash", "2"], "b": ["3", "crash-once"], "c": ["4", "5"],
+                                   "d": ["crash", "6", "8", "9"]})
     completed, done, _ = run(jobs, pool())
     assert completed
     crashed = done["a"].views[1]
-    assert crashed.reason == REASON_WORKER_CRASH and "2 times" in crashed.error
+    assert crashed.reason == REASON_WORKER_CRASH and "alone" in crashed.error
     assert probabilities(done["a"])[0::2] == pytest.approx([0.01, 0.02])  # its neighbours scored
-    assert probabilities(done["b"]) == pytest.approx([0.03, 0.07])  # died once, the retry scored it
+    assert probabilities(done["b"]) == pytest.approx([0.03, 0.07]), done["b"].views[1]  # died once, then scored
     assert probabilities(done["c"]) == pytest.approx([0.04, 0.05])
+    assert probabilities(done["d"])[1:] == pytest.approx([0.06, 0.08, 0.09])  # in flight with two crashers
+    assert done["d"].views[0].reason == REASON_WORKER_CRASH
 
 
 def test_a_file_past_the_time_limit_fails_and_the_run_goes_on(tmp_path, pool):

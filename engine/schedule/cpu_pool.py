@@ -3,7 +3,8 @@
 Faults stay with their file:
 - an exception in a worker fails that view (decode_error);
 - a worker process that dies (a decoder crash, the OOM killer) breaks the pool: its views are
-  retried once in a fresh pool, then failed (worker_crash);
+  retried once in a fresh pool; a view lost twice is retried alone in a one-process quarantine
+  pool, and failed (worker_crash) only if it kills that worker twice: neighbours are never blamed;
 - a view that runs past the per-file time limit has its pool killed and is failed (timeout); the
   other views of that pool are retried.
 Workers never outlive the run: they ask the kernel for SIGKILL when their parent dies (Linux) and
@@ -20,6 +21,7 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -40,7 +42,7 @@ from mammo_batch.engine.schedule.preparer import (
 
 log = logging.getLogger("mammo_batch.score")
 
-ATTEMPTS = 2  # a view lost to a dying worker is tried this many times in all
+ATTEMPTS = 2  # a view lost to a dying worker is tried this many times in the pool, then as often alone
 PARENT_POLL_S = 1.0
 
 
@@ -60,7 +62,53 @@ def prepare_inputs(path: str, sizes: list[Size], settings: PreprocessSettings) -
     return prepare_file(path, sizes, settings).inputs
 
 
+class _Lane:
+    """One process pool and the tasks in it; killed and replaced as a whole when a worker dies."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.tasks: dict[Future, _Task] = {}
+        self.pool = self._new_pool()
+
+    def submit(self, task: _Task, *call) -> None:
+        self.tasks[self.pool.submit(*call)] = task
+
+    def overdue(self, limit_s: float) -> list[Future]:
+        now = time.monotonic()
+        late = []
+        for future, task in self.tasks.items():
+            if task.running_since is None and future.running():
+                task.running_since = now
+            if task.running_since is not None and now - task.running_since > limit_s:
+                late.append(future)
+        return late
+
+    def restart(self) -> list[_Task]:
+        """Kill the workers, start fresh ones; returns the tasks that were still in the old pool."""
+        _kill_workers(self.pool)
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        pending, self.tasks = list(self.tasks.values()), {}
+        self.pool = self._new_pool()
+        return pending
+
+    def close(self) -> None:
+        _kill_workers(self.pool)
+        # wait=True: the pool's manager thread ends now, not in an exit handler whose pipes are gone
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.tasks.clear()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # spawn, not fork: the parent holds ONNX Runtime thread pools
+        context = multiprocessing.get_context("spawn")
+        return ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker,
+                                   initargs=(os.getpid(),))
+
+
 class CpuPoolPreparer:
+    """Views in a pool of `workers` processes. A view whose worker died twice (with other views in
+    flight, so the culprit is unknown) is retried ALONE in a one-process quarantine pool: only the
+    file that kills a worker on its own is failed; its neighbours in the pool are not."""
+
     def __init__(self, sizes: list[Size], settings: PreprocessSettings, workers: int = 0,
                  capacity: int = 0, time_limit_s: float = 300.0, task: Task = prepare_inputs) -> None:
         """`task` runs in the workers: a module-level function (spawned processes import it by name)."""
@@ -70,87 +118,97 @@ class CpuPoolPreparer:
         self.workers = workers or os.cpu_count() or 1
         self.capacity = capacity or 2 * self.workers
         self.time_limit_s = time_limit_s
-        self._tasks: dict[Future, _Task] = {}
-        self._pool = self._new_pool()
+        self._main = _Lane(self.workers)
+        self._solo: _Lane | None = None  # started on the first quarantined view
+        self._quarantine: deque[_Task] = deque()
 
     @property
     def in_flight(self) -> int:
-        return len(self._tasks)
+        return len(self._main.tasks) + len(self._quarantine) + (len(self._solo.tasks) if self._solo else 0)
 
     def submit(self, view_id: int, path: str) -> None:
-        self._submit(_Task(view_id, path))
+        self._run(self._main, _Task(view_id, path))
 
     def collect(self, timeout: float) -> list[PreparedView]:
-        if not self._tasks:
+        lanes = [lane for lane in (self._main, self._solo) if lane is not None and lane.tasks]
+        if not lanes:
             return []
-        done, _ = wait(list(self._tasks), timeout=timeout, return_when=FIRST_COMPLETED)
-        results, lost = [], []
-        for future in done:
-            task = self._tasks.pop(future)
-            try:
-                inputs, seconds = future.result()
-            except BrokenProcessPool:
-                lost.append(task)
-            except Exception as exc:  # a bad file: this view only
-                results.append(PreparedView(task.view_id, None, _describe(exc), REASON_DECODE_ERROR))
-            else:
-                results.append(PreparedView(task.view_id, inputs, seconds=seconds))
-        results += self._enforce_time_limit(lost)
-        if lost:
-            results += self._restart(lost)
+        done, _ = wait([f for lane in lanes for f in lane.tasks], timeout=timeout, return_when=FIRST_COMPLETED)
+        results: list[PreparedView] = []
+        broken: set[int] = set()
+        for lane in lanes:
+            for future in [f for f in lane.tasks if f in done]:
+                task = lane.tasks.pop(future)
+                try:
+                    inputs, seconds = future.result()
+                except BrokenProcessPool:
+                    broken.add(id(lane))
+                    lane.tasks[future] = task  # still pending: restart() hands it back
+                except Exception as exc:  # a bad file: this view only
+                    results.append(PreparedView(task.view_id, None, _describe(exc), REASON_DECODE_ERROR))
+                else:
+                    results.append(PreparedView(task.view_id, inputs, seconds=seconds))
+        for lane in lanes:
+            results += self._enforce_time_limit(lane)
+            if id(lane) in broken:
+                results += self._after_crash(lane)
+        self._feed_quarantine()
         return results
 
     def close(self) -> None:
-        _kill_workers(self._pool)
-        # wait=True: the pool's manager thread ends now, not in an exit handler whose pipes are gone
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        self._tasks.clear()
+        for lane in (self._main, self._solo):
+            if lane is not None:
+                lane.close()
+        self._quarantine.clear()
 
-    def _submit(self, task: _Task) -> None:
-        future = self._pool.submit(_timed, self.task, task.path, self.sizes, self.settings)
-        self._tasks[future] = task
+    def _run(self, lane: _Lane, task: _Task) -> None:
+        lane.submit(task, _timed, self.task, task.path, self.sizes, self.settings)
 
-    def _enforce_time_limit(self, lost: list[_Task]) -> list[PreparedView]:
-        """Kill the pool when a view runs too long: fail that view, the others join `lost`."""
-        now = time.monotonic()
-        overdue = []
-        for future, task in self._tasks.items():
-            if task.running_since is None and future.running():
-                task.running_since = now
-            if task.running_since is not None and now - task.running_since > self.time_limit_s:
-                overdue.append(future)
+    def _enforce_time_limit(self, lane: _Lane) -> list[PreparedView]:
+        """Kill a lane when one of its views runs too long: fail that view, rerun the others."""
+        overdue = lane.overdue(self.time_limit_s)
         if not overdue:
             return []
         log.warning("a view took longer than %.0f s to prepare; restarting the workers", self.time_limit_s)
-        failed = [self._tasks.pop(f) for f in overdue]
-        lost += self._tasks.values()
-        self._tasks.clear()
-        _kill_workers(self._pool)
+        late = {id(lane.tasks[f]) for f in overdue}
+        failed = []
+        for task in lane.restart():
+            if id(task) in late:
+                failed.append(task)
+            else:  # killed with the late one, through no fault of its own
+                self._run(lane, _Task(task.view_id, task.path, task.attempts))
         message = f"preparing the view took longer than the time limit of {self.time_limit_s:.0f} s"
         return [PreparedView(t.view_id, None, message, REASON_TIMEOUT) for t in failed]
 
-    def _restart(self, lost: list[_Task]) -> list[PreparedView]:
-        """A worker died: a fresh pool; each lost view is retried once, then failed."""
+    def _after_crash(self, lane: _Lane) -> list[PreparedView]:
+        """A worker died. Main lane: retry its views once, then quarantine them; quarantine lane: the
+        one view in it killed the worker on its own, and fails."""
+        lost = lane.restart()
+        if lane is self._solo:  # it crashed alone: once more alone (a transient cause), then it fails
+            failed = []
+            for task in lost:
+                if task.attempts >= 2 * ATTEMPTS:
+                    failed.append(PreparedView(task.view_id, None, "the decode worker process died on this file, "
+                                               f"alone, {ATTEMPTS} times", REASON_WORKER_CRASH))
+                else:
+                    self._quarantine.appendleft(_Task(task.view_id, task.path, task.attempts + 1))
+            return failed
         log.warning("a decode worker process died; retrying its views (%d in flight)", len(lost))
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        for future, task in list(self._tasks.items()):  # futures of the dead pool that were not done yet
-            del self._tasks[future]
-            lost.append(task)
-        self._pool = self._new_pool()
-        failed = []
         for task in lost:
-            if task.attempts >= ATTEMPTS:
-                failed.append(PreparedView(task.view_id, None, "the decode worker process died on this file "
-                                           f"{ATTEMPTS} times", REASON_WORKER_CRASH))
+            retry = _Task(task.view_id, task.path, task.attempts + 1)
+            if retry.attempts > ATTEMPTS:
+                self._quarantine.append(retry)
             else:
-                self._submit(_Task(task.view_id, task.path, task.attempts + 1))
-        return failed
+                self._run(self._main, retry)
+        return []
 
-    def _new_pool(self) -> ProcessPoolExecutor:
-        # spawn, not fork: the parent holds ONNX Runtime thread pools
-        context = multiprocessing.get_context("spawn")
-        return ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker,
-                                   initargs=(os.getpid(),))
+    def _feed_quarantine(self) -> None:
+        if not self._quarantine:
+            return
+        if self._solo is None:
+            self._solo = _Lane(1)
+        if not self._solo.tasks:
+            self._run(self._solo, self._quarantine.popleft())
 
 
 def _describe(exc: BaseException) -> str:
