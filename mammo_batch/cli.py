@@ -1,6 +1,6 @@
-"""The `mammo-batch` command: the engine's commands, plus `train`, `build` and `demo`.
+"""The `mammo-batch` command: the engine's commands, plus `train`, `build`, `demo` and `bench`.
 
-Those three need the `train` extra (torch, timm); they are imported only when run, so
+Those four need the `train` extra (torch, timm); they are imported only when run, so
 scoring never imports torch and a lean install still has a working CLI.
 """
 
@@ -16,6 +16,7 @@ LAZY_COMMANDS = {
     "train": ("mammo_batch.train.cli", "train", "Finetune one fold model."),
     "build": ("mammo_batch.build.cli", "build", "Compile trained runs into a model bundle."),
     "demo": ("mammo_batch.build.demo", "demo", "Synthesize, train, build and score, end to end."),
+    "bench": ("mammo_batch.bench.cli", "bench", "Time mammo-batch against the seed's pipeline."),
 }
 
 
