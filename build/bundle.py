@@ -19,7 +19,7 @@ from mammo_batch.build.export import export_onnx, export_torch
 from mammo_batch.build.parity import check_bf16, check_parity, eager_probabilities
 from mammo_batch.engine.bundle import load_bundle, sha256_file, write_bundle_json
 from mammo_batch.engine.pixels import PreprocessSettings
-from mammo_batch.engine.pixels.pipeline import FULL_SCALE
+from mammo_batch.engine.pixels.settings import FULL_SCALE
 from mammo_batch.engine.prepare import prepare_file
 from mammo_batch.train.metrics import auc, study_scores, threshold_at
 from mammo_batch.train.models import ProbabilityModel, create_model

@@ -1,7 +1,7 @@
 """`mammo-batch demo DIR`: the whole job on synthetic studies, end to end, on the CPU.
 
 synthesize a training and a held-out set -> folds -> one tiny model per fold -> build the
-bundle -> score the held-out set with `mammo-batch score` -> study AUC, recall rate,
+bundle -> score the held-out set with the scoring API -> study AUC, recall rate,
 throughput. The bundle says it is a synthetic demo, not a clinical model.
 """
 
@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import click
 import pyarrow.parquet as pq
 
 from mammo_batch.build.bundle import build_bundle
+from mammo_batch.engine.api import ScoreSummary, score
 from mammo_batch.engine.cli.options import parse_size
 from mammo_batch.engine.synth import write_studies
 from mammo_batch.train.folds import make_folds, write_folds
@@ -79,17 +78,12 @@ def demo(directory: Path, studies: int, test_studies: int, image_size: str, size
     bundle = build_bundle(runs, directory / "bundle", name="synthetic-demo",
                           description=DEMO_DESCRIPTION)
 
-    click.echo("4/4 scoring the held-out studies with `mammo-batch score`")
+    click.echo("4/4 scoring the held-out studies (mammo_batch.score)")
     scores_path = directory / "scores.parquet"
-    command = [sys.executable, "-m", "mammo_batch", "score", str(test_dir), "--models", str(bundle),
-               "--out", str(scores_path), "--views", str(directory / "views.parquet"), "--quiet",
-               "--rescore"]
-    if workers:
-        command += ["--workers", str(workers)]
-    scored = subprocess.run(command, capture_output=True, text=True)
-    if scored.returncode not in (0, 3):
-        raise click.ClickException(f"scoring failed:\n{scored.stderr}")
-    report = held_out_report(scores_path, test_dir / "labels.csv")
+    scored = score([test_dir], out=scores_path, models=bundle, views_out=directory / "views.parquet",
+                   rescore=True, workers=workers, progress=False)
+    click.echo(f"    runtime: {scored.runtime}")
+    report = held_out_report(scored, test_dir / "labels.csv")
     report["wall_seconds"] = round(time.monotonic() - started, 1)
     (directory / "report.json").write_text(json.dumps(report, indent=2))
     click.echo(
@@ -100,18 +94,17 @@ def demo(directory: Path, studies: int, test_studies: int, image_size: str, size
         f"report: {directory / 'report.json'}")
 
 
-def held_out_report(scores_path: Path, labels_csv: Path) -> dict:
-    """Study-level AUC and recall rate of a scores.parquet against a labels CSV."""
-    table = pq.read_table(scores_path)
+def held_out_report(scored: ScoreSummary, labels_csv: Path) -> dict:
+    """Study-level AUC and recall rate of a scoring run's output against a labels CSV."""
+    table = pq.read_table(scored.out)
     labels = read_labels(labels_csv)
     rows = [r for r in table.to_pylist() if r["score"] is not None and r["study_key"] in labels]
-    metadata = json.loads(pq.read_metadata(scores_path).metadata[b"mammo_batch"])
-    seconds = metadata.get("timings", {}).get("scoring_s") or float("nan")
-    views = sum(r["n_views"] for r in rows)
+    metadata = json.loads(pq.read_metadata(scored.out).metadata[b"mammo_batch"])
     return {
         "studies": len(rows),
         "study_auc": auc([labels[r["study_key"]].target for r in rows], [r["score"] for r in rows]),
         "recall_rate": sum(bool(r["recall"]) for r in rows) / max(1, len(rows)),
         "threshold": metadata["arguments"]["threshold"],  # the one score applied
-        "views_per_s": views / seconds if seconds else float("nan"),
+        "views_per_s": scored.views_per_second,
+        "runtime": scored.runtime,
     }

@@ -21,13 +21,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from mammo_batch.engine.pixels.settings import DTYPES
 from mammo_batch.train.models import FULL_SCALE, ProbabilityModel
 
 OPSET = 17
 INPUT_NAME = "image"  # the names the engine's ONNX runner checks
 OUTPUT_NAME = "prob"
 TORCH_DTYPES = {"uint8": torch.uint8, "uint16": torch.uint16, "float32": torch.float32, "int32": torch.int32}
-INPUT_DTYPES = ("uint8", "uint16", "float32")  # the pixel path's dtypes (bundle input.dtype)
+INPUT_DTYPES = DTYPES  # the pixel path's dtypes (bundle input.dtype)
 # torch.export specialises a dimension whose example size is 0 or 1 to that constant, so the
 # program's example batch is 2; the runtime batch may then be anything in [1, MAX_BATCH].
 TORCH_EXAMPLE_BATCH = 2

@@ -93,7 +93,7 @@ def views_rows(keys: Sequence[str], per_study: int = 2, prob: float = 0.25) -> p
 
 def make_store(tmp_path: Path, views: bool = True, schema: pa.Schema = VIEWS_SCHEMA) -> ResultStore:
     views_out = tmp_path / "views.parquet" if views else None
-    return ResultStore(tmp_path / "scores.parquet", views_out, schema, {"bundle_id": BUNDLE, "run": 1})
+    return ResultStore(tmp_path / "scores.parquet", schema, {"bundle_id": BUNDLE, "run": 1}, views_out=views_out)
 
 
 def final_scores(tmp_path: Path) -> dict[str, list]:
@@ -111,11 +111,12 @@ def test_schemas_follow_the_contract() -> None:
     assert SCORES_SCHEMA.names == [
         "study_key", "patient_id", "accession_number", "study_instance_uid", "study_date", "score",
         "recall", "left_score", "right_score", "n_views", "n_views_skipped", "status", "error",
-        "bundle_id", "engine_version", "scored_at", "fingerprint",
+        "bundle_id", "engine_version", "scored_at", "fingerprint", "config", "last_seen",
     ]  # fmt: skip
     assert SCORES_SCHEMA.field("scored_at").type == pa.timestamp("ms", tz="UTC")
     assert SCORES_SCHEMA.field("n_views").type == pa.int32()
     assert VIEWS_SCHEMA.names[-3:] == ["prob_fold0", "prob_fold1", "prob"]
+    assert {"manufacturer", "prepare_s"} <= set(VIEWS_SCHEMA.names)
     assert VIEWS_SCHEMA.names[0] == "path"
     assert all(VIEWS_SCHEMA.field(name).type == pa.float32() for name in VIEWS_SCHEMA.names[-3:])
     with pytest.raises(ValueError, match="not unique"):
@@ -154,18 +155,20 @@ def test_append_flush_finalize_round_trip(tmp_path: Path) -> None:
 
     metadata = read_run_metadata(store.out)
     assert metadata["bundle_id"] == BUNDLE and metadata["run"] == 1
-    assert metadata["output_counts"] == {"studies": 3, "status": {"ok": 2, "failed": 1}, "views": 5}
+    assert metadata["output_counts"] == {"studies": 3, "status": {"ok": 2, "failed": 1}, "views": 5, "not_seen": 3}
     assert read_run_metadata(store.views_out)["output_counts"]["views"] == 5
     assert not journal_dir(store.out).exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.parquet", "views.parquet"]  # no temps
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.parquet", "scores.parquet.views.parquet",
+                                                         "views.parquet"]  # no temps
 
 
-def test_without_views_output_views_are_ignored(tmp_path: Path) -> None:
+def test_without_views_output_the_store_still_keeps_the_views(tmp_path: Path) -> None:
     store = make_store(tmp_path, views=False)
     store.append(scores_rows(["a"]), views_rows(["a"]))
     store.finalize()
     assert final_scores(tmp_path)["study_key"] == ["a"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.parquet"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.parquet", "scores.parquet.views.parquet"]
+    assert pq.read_table(store.views_store)["path"].to_pylist() == ["/data/a/0.dcm", "/data/a/1.dcm"]
 
 
 def test_finalize_with_nothing_writes_empty_files(tmp_path: Path) -> None:
@@ -188,9 +191,9 @@ def test_previous_returns_what_was_written(tmp_path: Path) -> None:
     store.finalize()
     after = make_store(tmp_path).previous()  # a new run: from the final file
     want = {
-        "a": PreviousStudy("fp-1", BUNDLE, "ok"),
-        "b": PreviousStudy("fp-1", BUNDLE, "ok"),
-        "c": PreviousStudy("fp-2", BUNDLE, "skipped"),
+        "a": PreviousStudy("fp-1", BUNDLE, "ok", None, True),
+        "b": PreviousStudy("fp-1", BUNDLE, "ok", None, True),
+        "c": PreviousStudy("fp-2", BUNDLE, "skipped", None, False),
     }
     assert journal_only == want and after == want
 
@@ -452,11 +455,11 @@ def test_fingerprint_of_missing_files(tmp_path: Path) -> None:
 
 def test_metadata_must_be_json(tmp_path: Path) -> None:
     with pytest.raises(TypeError):
-        ResultStore(tmp_path / "s.parquet", None, VIEWS_SCHEMA, {"when": object()})
-    store = ResultStore(tmp_path / "s.parquet", None, VIEWS_SCHEMA, {"args": {"threshold": 0.5}})
+        ResultStore(tmp_path / "s.parquet", VIEWS_SCHEMA, {"when": object()})
+    store = ResultStore(tmp_path / "s.parquet", VIEWS_SCHEMA, {"args": {"threshold": 0.5}})
     with pytest.raises(TypeError):
-        store.finalize({"timings": {1, 2}})  # a set is not JSON: refused before writing anything
+        store.finalize(metadata={"timings": {1, 2}})  # a set is not JSON: refused before writing anything
     assert not (tmp_path / "s.parquet").exists()
-    store.finalize({"timings": {"total_s": 1.5}})
+    store.finalize(metadata={"timings": {"total_s": 1.5}})
     document = json.loads(pq.read_schema(tmp_path / "s.parquet").metadata[b"mammo_batch"])
     assert document["args"] == {"threshold": 0.5} and document["timings"] == {"total_s": 1.5}

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from mammo_batch import __version__
 from mammo_batch.engine.pixels import PreprocessSettings
-from mammo_batch.engine.pixels.pipeline import FULL_SCALE
+from mammo_batch.engine.pixels.settings import FULL_SCALE
 from mammo_batch.train.augment import augment
 from mammo_batch.train.cache import PreprocessCache
 from mammo_batch.train.dataset_index import ViewItem, build_index

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mammo_batch.engine.pixels.pipeline import FULL_SCALE  # the pixel path's white per dtype
+from mammo_batch.engine.pixels.settings import FULL_SCALE  # the pixel path's white per dtype
 
 
 class TinyNet(nn.Module):

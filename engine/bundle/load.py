@@ -27,12 +27,12 @@ from mammo_batch.engine.bundle.model import (
     Preprocess,
     TensorRTEngine,
 )
-from mammo_batch.engine.pixels.pipeline import DTYPES, FULL_SCALE
+from mammo_batch.engine.pixels.settings import DTYPES, FULL_SCALE
 from mammo_batch.engine.pixels.voi import VOI_DICOM, VOI_MINMAX
 
 NAME = re.compile(r"[A-Za-z0-9_.-]+")  # also safe in file names and Parquet column names
 SHA256 = re.compile(r"[0-9a-fA-F]{64}")
-# What the pixel path delivers for each input dtype (pipeline._as_model_dtype).
+# What the pixel path delivers for each input dtype (render.as_model_dtype).
 VALUE_RANGES = {dtype: (0.0, float(top)) for dtype, top in FULL_SCALE.items()}
 WINDOWS = (VOI_DICOM, VOI_MINMAX)
 ORIENTATIONS = ("chest_wall_left",)  # the pixel path puts the chest wall on the left

@@ -10,7 +10,7 @@ from mammo_batch import __version__
 from mammo_batch.engine.cli.bundle import bundle
 from mammo_batch.engine.cli.inspect import inspect
 from mammo_batch.engine.cli.preview import preview
-from mammo_batch.engine.cli.score import score
+from mammo_batch.engine.cli.score import score_command
 from mammo_batch.engine.cli.synth import synth
 
 
@@ -26,7 +26,7 @@ def cli(verbose: bool) -> None:
     logging.getLogger("openjpeg").setLevel(logging.WARNING)  # one INFO line per encoded tile
 
 
-cli.add_command(score)
+cli.add_command(score_command, "score")
 cli.add_command(inspect)
 cli.add_command(preview)
 cli.add_command(synth)

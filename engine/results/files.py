@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from mammo_batch.engine.results.schema import MEMBER_PROB_PREFIX, METADATA_KEY, SCORES_SCHEMA
+from mammo_batch.engine.results.schema import ADDED_COLUMNS, MEMBER_PROB_PREFIX, METADATA_KEY, SCORES_SCHEMA
 
 # Which columns may be missing (read as nulls) or unexpected (dropped); by default none.
 Flexible = Callable[[str], bool]
@@ -69,7 +69,7 @@ def read_run_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def read_scores(path: str | os.PathLike[str]) -> pa.Table:
     """A scores file (final or journal part), checked and cast to SCORES_SCHEMA."""
-    return read_checked(Path(path), SCORES_SCHEMA)
+    return read_checked(Path(path), SCORES_SCHEMA, flexible=_is_added_column)
 
 
 def read_views(path: str | os.PathLike[str], schema: pa.Schema) -> pa.Table:
@@ -127,7 +127,11 @@ def _cast_column(column: pa.ChunkedArray | None, field: pa.Field, num_rows: int)
 
 
 def _is_member_column(name: str) -> bool:
-    return name.startswith(MEMBER_PROB_PREFIX)
+    return name.startswith(MEMBER_PROB_PREFIX) or name in ADDED_COLUMNS
+
+
+def _is_added_column(name: str) -> bool:
+    return name in ADDED_COLUMNS
 
 
 def _fsync(path: Path) -> None:

@@ -32,6 +32,8 @@ BUNDLE_ID = "bundle_id"
 ENGINE_VERSION = "engine_version"
 SCORED_AT = "scored_at"
 FINGERPRINT = "fingerprint"
+CONFIG = "config"  # what decides a study's views and probabilities besides the bundle (rerun rules)
+LAST_SEEN = "last_seen"  # when a run last found the study's files
 
 # views.parquet
 PATH = "path"
@@ -41,6 +43,8 @@ VIEW = "view"
 REASON = "reason"
 DETAIL = "detail"
 PROB = "prob"
+MANUFACTURER = "manufacturer"
+PREPARE_S = "prepare_s"  # seconds to decode and prepare the view
 MEMBER_PROB_PREFIX = "prob_"
 
 # Study status (scores.parquet); views use ok | skipped | failed.
@@ -70,8 +74,12 @@ SCORES_SCHEMA = pa.schema(
         pa.field(ENGINE_VERSION, pa.string()),
         pa.field(SCORED_AT, pa.timestamp("ms", tz="UTC")),
         pa.field(FINGERPRINT, pa.string()),
+        pa.field(CONFIG, pa.string()),
+        pa.field(LAST_SEEN, pa.timestamp("ms", tz="UTC")),
     ]
 )
+# Columns added after the first release: files written before them read these as nulls.
+ADDED_COLUMNS = frozenset({CONFIG, LAST_SEEN, MANUFACTURER, PREPARE_S})
 
 # views.parquet columns before the per-member probabilities.
 VIEWS_FIXED_FIELDS = (
@@ -83,9 +91,11 @@ VIEWS_FIXED_FIELDS = (
     pa.field(STUDY_INSTANCE_UID, pa.string()),
     pa.field(LATERALITY, pa.string()),
     pa.field(VIEW, pa.string()),
+    pa.field(MANUFACTURER, pa.string()),
     pa.field(STATUS, pa.string()),
     pa.field(REASON, pa.string()),
     pa.field(DETAIL, pa.string()),
+    pa.field(PREPARE_S, pa.float32()),
 )
 
 

@@ -3,8 +3,12 @@
 Layout for `--out scores.parquet` (docs/scoring.md, "Journal, resume, lock"):
 
     scores.parquet                              final output, one row per study (previous runs)
+    scores.parquet.views.parquet                the store's own per-view rows of every study it holds
     scores.parquet.journal/part-000001.scores.parquet   studies completed since the previous flush
-    scores.parquet.journal/part-000001.views.parquet    their files (when --views is asked for)
+    scores.parquet.journal/part-000001.views.parquet    their files
+
+The per-view rows are always kept, whatever the options of the run that scored a study: they are
+what `--views` exports and what a rerun with other aggregation rules re-derives study rows from.
 
 Every file is written atomically, so a kill at any moment leaves only whole files. Rows are versioned
 by where they come from: the final file is version 0, journal part N is version N, and the latest
@@ -18,6 +22,8 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Collection
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -35,8 +41,11 @@ from mammo_batch.engine.results.files import (
     write_parquet_atomic,
 )
 from mammo_batch.engine.results.schema import (
+    ADDED_COLUMNS,
     BUNDLE_ID,
+    CONFIG,
     FINGERPRINT,
+    LAST_SEEN,
     PATH,
     SCORES_SCHEMA,
     STATUS,
@@ -44,6 +53,7 @@ from mammo_batch.engine.results.schema import (
     STUDY_STATUSES,
     VIEW_STATUSES,
 )
+from mammo_batch.engine.results.tables import UNASSIGNED, Rules, rederive
 
 PART_PATTERN = re.compile(r"^part-(\d{6,})\.(scores|views)\.parquet$")
 # Helper columns while merging versions; never written.
@@ -57,10 +67,13 @@ class PreviousStudy(NamedTuple):
     fingerprint: str | None
     bundle_id: str | None
     status: str | None
+    config: str | None
+    has_views: bool  # its view rows are in the store (else it cannot be re-derived: rescore it)
 
 
-# The study_key of view rows for files that belong to no study (not DICOM, no identifiers).
-UNASSIGNED = ""
+def views_store_path(out: str | os.PathLike[str]) -> Path:
+    """The store's own views file beside `out` (what `--views` copies)."""
+    return Path(f"{os.fspath(out)}.views.parquet")
 
 
 def journal_dir(out: str | os.PathLike[str]) -> Path:
@@ -78,14 +91,20 @@ class ResultStore:
     def __init__(
         self,
         out: Path,
-        views_out: Path | None,
         views_schema: pa.Schema,
         metadata: dict[str, Any],
+        views_out: Path | None = None,
+        flush_every: int = 50,
     ) -> None:
+        """`flush_every`: write a journal part once this many studies are buffered (the crash-loss bound)."""
         self.out = Path(out)
+        self.views_store = views_store_path(self.out)
         self.views_out = Path(views_out) if views_out is not None else None
         if self.views_out is not None and self.views_out.resolve() == self.out.resolve():
             raise ValueError(f"the views output and the scores output are the same file: {self.out}")
+        if flush_every < 1:
+            raise ValueError("flush_every must be at least 1")
+        self.flush_every = flush_every
         self.views_schema = views_schema
         json.dumps(metadata, sort_keys=True)  # fail now, not after hours of scoring, if it cannot be saved
         self.metadata = dict(metadata)
@@ -98,13 +117,13 @@ class ResultStore:
 
     def previous(self) -> dict[str, PreviousStudy]:
         """study_key -> its latest row in the final output and journal parts (a crashed run's too)."""
-        latest = _latest_rows(_read_scores(self._scores_sources()))
-        keys, fingerprints, bundles, statuses = (
-            latest[name].to_pylist() for name in (STUDY_KEY, FINGERPRINT, BUNDLE_ID, STATUS)
-        )
+        sources = self._scores_sources()
+        latest = _latest_rows(_read_scores(sources))
+        with_views = set(self._latest_views(latest, [v for v, _ in sources])[STUDY_KEY].to_pylist())
+        columns = (latest[name].to_pylist() for name in (STUDY_KEY, FINGERPRINT, BUNDLE_ID, STATUS, CONFIG))
         return {
-            key: PreviousStudy(fingerprint, bundle, status)
-            for key, fingerprint, bundle, status in zip(keys, fingerprints, bundles, statuses, strict=True)
+            key: PreviousStudy(fingerprint, bundle, status, config, key in with_views)
+            for key, fingerprint, bundle, status, config in zip(*columns, strict=True)
         }
 
     def _scores_sources(self) -> list[tuple[int, Path]]:
@@ -131,18 +150,14 @@ class ResultStore:
         return len(self._buffered_keys)
 
     def append(self, scores: pa.Table, views: pa.Table | None = None) -> None:
-        """Buffer the rows of completed studies (one scores row each, plus their view rows).
-
-        A study already buffered is replaced. Views are dropped when the store has no views output.
+        """Buffer the rows of completed studies (one scores row each, plus their view rows); a journal
+        part is written once `flush_every` studies are buffered. A study already buffered is replaced.
         """
         # Check everything before touching the buffer: a rejected append leaves no trace.
         scores = _checked_scores(scores)
         keys = scores[STUDY_KEY]
-        if self.views_out is None or views is None:
-            views = None
-        else:
-            views = _checked_views(views, self.views_schema, keys)
-        if scores.num_rows == 0 and (views is None or views.num_rows == 0):
+        views = _checked_views(self.views_schema.empty_table() if views is None else views, self.views_schema, keys)
+        if scores.num_rows == 0 and views.num_rows == 0:
             return
         new_keys = set(keys.to_pylist())
         if new_keys & self._buffered_keys:
@@ -151,8 +166,9 @@ class ResultStore:
             self._views = [_without_studies(table, keys) for table in self._views]
         self._buffered_keys |= new_keys
         self._scores.append(scores)
-        if views is not None:
-            self._views.append(views)
+        self._views.append(views)
+        if self.pending >= self.flush_every:
+            self.flush()
 
     def flush(self) -> Path | None:
         """Write the buffered rows as the next journal part; returns its scores file (None: nothing to do)."""
@@ -160,10 +176,8 @@ class ResultStore:
             return None
         self.journal.mkdir(exist_ok=True)
         number = self._next_part_number()
-        if self.views_out is not None:
-            # Views first: the scores file is what marks the part (and its studies) as complete.
-            views = _concat(self._views, self.views_schema)
-            write_parquet_atomic(views, part_path(self.journal, number, "views"))
+        # Views first: the scores file is what marks the part (and its studies) as complete.
+        write_parquet_atomic(_concat(self._views, self.views_schema), part_path(self.journal, number, "views"))
         scores_path = part_path(self.journal, number, "scores")
         write_parquet_atomic(_concat(self._scores, SCORES_SCHEMA), scores_path)  # may be empty
         self._scores, self._views, self._buffered_keys = [], [], set()
@@ -173,11 +187,14 @@ class ResultStore:
         numbers = [int(m.group(1)) for m in map(PART_PATTERN.match, os.listdir(self.journal)) if m]
         return max(numbers, default=0) + 1
 
-    def finalize(self, metadata: dict[str, Any] | None = None) -> None:
+    def finalize(self, rules: Rules | None = None, seen: Collection[str] = (), seen_at: datetime | None = None,
+                 metadata: dict[str, Any] | None = None) -> dict[str, Any]:
         """Flush, rewrite the final output(s) from previous rows + journal (latest row per study wins),
-        then remove the journal. Safe to repeat after a crash at any point.
+        then remove the journal. Safe to repeat after a crash at any point; returns the output counts.
 
-        `metadata` is merged over the constructor's (for what is known only at the end: timings).
+        Every study row is re-derived from its stored view rows with `rules`, so the file's rows always
+        follow the metadata (`rules` None: rows are kept as they are). Studies in `seen` (found by this run) get `last_seen = seen_at`; the others
+        keep theirs and are counted as `not_seen`. `metadata` is merged over the constructor's.
         """
         if metadata:
             json.dumps(metadata, sort_keys=True)  # check before anything is written
@@ -186,19 +203,25 @@ class ResultStore:
         self._remove_leftovers()
         sources = self._scores_sources()
         latest = _latest_rows(_read_scores(sources))
-        counts = {"studies": latest.num_rows, "status": _value_counts(latest[STATUS])}
+        views = self._latest_views(latest, [version for version, _ in sources])
+        scores = _mark_seen(latest.select(SCORES_SCHEMA.names), seen, seen_at)
+        if rules is not None:
+            scores = rederive(scores, views, rules)
+        counts = {"studies": scores.num_rows, "status": _value_counts(scores[STATUS]), "views": views.num_rows,
+                  "not_seen": scores.num_rows - len(set(seen) & set(scores[STUDY_KEY].to_pylist()))}
+        views = self._final(views, counts)
+        write_parquet_atomic(views, self.views_store)
         if self.views_out is not None:
-            views = self._latest_views(latest, [version for version, _ in sources])
-            counts["views"] = views.num_rows
-            write_parquet_atomic(self._final(views, counts), self.views_out)
-        write_parquet_atomic(self._final(latest.select(SCORES_SCHEMA.names), counts), self.out)
+            write_parquet_atomic(views, self.views_out)
+        write_parquet_atomic(self._final(scores, counts), self.out)
         self._retire_journal()
+        return counts
 
     def _latest_views(self, latest_scores: pa.Table, versions: list[int]) -> pa.Table:
         """The view rows of each study's latest version, in study_key order."""
         tables = []
         for version in versions:
-            path = self.views_out if version == 0 else part_path(self.journal, version, "views")
+            path = self.views_store if version == 0 else part_path(self.journal, version, "views")
             if path.exists():
                 tables.append((version, read_views(path, self.views_schema)))
         views = _stack(tables, self.views_schema)
@@ -218,7 +241,7 @@ class ResultStore:
 
     def _remove_leftovers(self) -> None:
         """Temp files and a half-removed journal left by a killed run (we hold the lock: they are ours)."""
-        outputs = [self.out] + ([self.views_out] if self.views_out is not None else [])
+        outputs = [self.out, self.views_store] + ([self.views_out] if self.views_out is not None else [])
         for stale in [path for output in outputs for path in stale_temp_files(output)]:
             stale.unlink(missing_ok=True)
         shutil.rmtree(_retired(self.journal), ignore_errors=True)
@@ -234,6 +257,15 @@ class ResultStore:
         shutil.rmtree(retired, ignore_errors=True)
 
 
+def _mark_seen(scores: pa.Table, seen: Collection[str], seen_at: datetime | None) -> pa.Table:
+    if not seen or seen_at is None:
+        return scores
+    found = pc.is_in(scores[STUDY_KEY], value_set=pa.array(list(seen), pa.string()))
+    when = pa.scalar(seen_at, SCORES_SCHEMA.field(LAST_SEEN).type)
+    return scores.set_column(scores.schema.get_field_index(LAST_SEEN), LAST_SEEN,
+                             pc.if_else(found, when, scores[LAST_SEEN]))
+
+
 def _retired(journal: Path) -> Path:
     return journal.with_name(journal.name + ".removing")
 
@@ -241,7 +273,7 @@ def _retired(journal: Path) -> Path:
 def _checked_scores(scores: pa.Table) -> pa.Table:
     """Scores rows as SCORES_SCHEMA; a ValueError for what would corrupt the results."""
     try:
-        scores = conform(scores, SCORES_SCHEMA)
+        scores = conform(scores, SCORES_SCHEMA, flexible=lambda name: name in ADDED_COLUMNS)
     except ValueError as error:
         raise ValueError(f"scores rows do not fit the scores schema: {error}") from None
     keys = scores[STUDY_KEY]
@@ -255,7 +287,7 @@ def _checked_scores(scores: pa.Table) -> pa.Table:
 
 def _checked_views(views: pa.Table, schema: pa.Schema, study_keys: pa.ChunkedArray) -> pa.Table:
     try:
-        views = conform(views, schema)
+        views = conform(views, schema, flexible=lambda name: name in ADDED_COLUMNS)
     except ValueError as error:
         raise ValueError(f"views rows do not fit the views schema: {error}") from None
     if views[PATH].null_count:

@@ -1,42 +1,27 @@
-"""Track every view of every study in flight; hand back a study once all its views are back."""
+"""Track every view of every study in flight; hand back a study once all its views are back.
+
+Views are identified by an int view id handed out here, and a result names its record by its
+position in `study.views`: both survive a trip through another process (object ids do not).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from mammo_batch.engine.dicom.record import ViewRecord
+from mammo_batch.engine.results.outcome import StudyResult, ViewResult
 from mammo_batch.engine.studies import Study
-
-
-@dataclass
-class ViewResult:
-    record: ViewRecord
-    member_probs: dict[str, float] = field(default_factory=dict)  # member name -> probability
-    error: str = ""  # decode / preprocess failure, empty when fine
-
-    @property
-    def failed(self) -> bool:
-        return bool(self.error)
-
-
-@dataclass
-class StudyResult:
-    study: Study
-    fingerprint: str
-    views: list[ViewResult]  # the study's scorable views, scored or failed
 
 
 @dataclass
 class _Open:
     study: Study
     fingerprint: str
-    view_ids: list[int]
+    view_ids: dict[int, int]  # view id -> position in study.views
     outstanding: int
 
 
 class StudyCollector:
-    """Views are identified by an int id handed out here; members report per view."""
-
     def __init__(self, member_names: list[str]) -> None:
         self.members = list(member_names)
         self._views: dict[int, ViewResult] = {}
@@ -49,20 +34,26 @@ class StudyCollector:
     def open_study(self, study: Study, fingerprint: str) -> list[tuple[int, ViewRecord]]:
         """Register a study; returns (view id, record) for each scorable view to prepare."""
         study_id, self._next_study = self._next_study, self._next_study + 1
-        ids = []
-        for record in study.scorable:
+        ids: dict[int, int] = {}
+        for position, record in enumerate(study.views):
+            if not record.scorable:
+                continue
             view_id, self._next_view = self._next_view, self._next_view + 1
             self._views[view_id] = ViewResult(record)
             self._owner[view_id] = study_id
-            ids.append(view_id)
+            ids[view_id] = position
         self._open[study_id] = _Open(study, fingerprint, ids, outstanding=len(ids))
         if not ids:
             self._close(study_id)
         return [(view_id, self._views[view_id].record) for view_id in ids]
 
-    def fail_view(self, view_id: int, error: str) -> None:
-        self._views[view_id].error = error
+    def fail_view(self, view_id: int, reason: str, error: str, seconds: float = 0.0) -> None:
+        result = self._views[view_id]
+        result.reason, result.error, result.seconds = reason, error, seconds
         self._view_done(view_id)
+
+    def prepared(self, view_id: int, seconds: float) -> None:
+        self._views[view_id].seconds = seconds
 
     def add_probability(self, view_id: int, member: str, probability: float) -> None:
         result = self._views[view_id]
@@ -86,7 +77,7 @@ class StudyCollector:
 
     def _close(self, study_id: int) -> None:
         entry = self._open.pop(study_id)
-        views = [self._views.pop(v) for v in entry.view_ids]
+        views = {position: self._views.pop(view_id) for view_id, position in entry.view_ids.items()}
         for view_id in entry.view_ids:
             del self._owner[view_id]
         self._done.append(StudyResult(entry.study, entry.fingerprint, views))

@@ -1,0 +1,289 @@
+"""The scoring API: everything `mammo-batch score` does, as one library call.
+
+    import mammo_batch
+    summary = mammo_batch.score(["/studies"], out="scores.parquet", models="bundle/")
+    print(summary.counts, summary.views_per_second, summary.exit_code)
+
+Every option is checked before any work starts (a ScoreUsageError says which one and why); a bad
+file fails one view, never the run; SIGTERM or Ctrl-C stop opening studies, finish and write the
+ones in flight, release the lock and return an `interrupted` summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from mammo_batch import __version__
+from mammo_batch.engine.bundle import BundleError
+from mammo_batch.engine.dicom import discover
+from mammo_batch.engine.dicom.vocabulary import MODIFIER_SUFFIX_BY_CODE, VIEW_BY_CODE
+from mammo_batch.engine.ensemble import Ensemble
+from mammo_batch.engine.results.aggregate import BREAST_AGGS, STUDY_AGGS
+from mammo_batch.engine.results.lock import OutputLock, OutputLocked
+from mammo_batch.engine.results.rerun import plan_reruns, scoring_config
+from mammo_batch.engine.results.schema import STUDY_FAILED, STUDY_PARTIAL, views_schema
+from mammo_batch.engine.results.store import ResultStore, views_store_path
+from mammo_batch.engine.results.tables import Rules, RunInfo, scores_table, views_table
+from mammo_batch.engine.runtimes import CHOICES as RUNTIMES
+from mammo_batch.engine.runtimes import RuntimeUnavailableError
+from mammo_batch.engine.schedule.cpu_pool import CpuPoolPreparer
+from mammo_batch.engine.schedule.progress import Progress
+from mammo_batch.engine.schedule.run import Scheduler, SchedulerOptions
+from mammo_batch.engine.studies import STUDY_KEYS, group_studies
+
+log = logging.getLogger("mammo_batch.score")
+
+EXIT_OK, EXIT_CRASH, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
+# View names a view filter may hold: the CID 4014 views, alone or with a modifier suffix (e.g. MLOID).
+VIEW_CODES = frozenset(VIEW_BY_CODE.values()) | {
+    view + suffix for view in VIEW_BY_CODE.values() for suffix in MODIFIER_SUFFIX_BY_CODE.values()}
+
+
+class ScoreUsageError(ValueError):
+    """An option, path or bundle that cannot work; raised before any study is scored."""
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """Every option of a scoring run but the inputs, the output and the models."""
+
+    views_out: Path | None = None  # also export views.parquet (one row per file seen)
+    runtime: str = "auto"  # auto | onnx | torch ... (ignored when `models` is a loaded Ensemble)
+    threads: int | None = None  # inference threads of a CPU runtime (default: one per core)
+    workers: int = 0  # decode processes (0 = one per core)
+    batch_size: int = 8
+    breast_agg: str | None = None  # None = the bundle's rule
+    study_agg: str | None = None
+    threshold: float | None = None  # None = the bundle's
+    study_key: str = "auto"
+    view_filter: frozenset[str] | None = None  # e.g. {"CC", "MLO"}; None = every view the policy allows
+    rescore: bool = False  # score every study, even unchanged ones
+    flush_every: int = 50  # journal part every N completed studies (what a crash can lose)
+    time_limit_s: float = 300.0  # per file, decode + pixel path
+    progress: bool = True
+
+
+@dataclass
+class ScoreSummary:
+    out: Path
+    views_out: Path | None
+    runtime: str  # the runtime chosen and why
+    studies: int = 0  # found by discovery
+    files: int = 0
+    scored: int = 0  # studies scored by this run
+    kept: int = 0  # unchanged studies, re-derived from stored views
+    counts: dict[str, int] = field(default_factory=dict)  # status -> studies scored by this run
+    output_counts: dict[str, Any] = field(default_factory=dict)  # the whole output file
+    views: int = 0  # views prepared and scored by this run
+    timings: dict[str, float] = field(default_factory=dict)
+    interrupted: str | None = None  # the signal's name when stopped early
+
+    @property
+    def views_per_second(self) -> float:
+        scoring = self.timings.get("scoring_s", 0.0)
+        return self.views / scoring if scoring > 0 else 0.0
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return 128 + signal.Signals[self.interrupted].value
+        return EXIT_INCOMPLETE if self.counts.get(STUDY_FAILED) or self.counts.get(STUDY_PARTIAL) else EXIT_OK
+
+
+def score(paths: Iterable[str | os.PathLike], *, out: str | os.PathLike, models: str | os.PathLike | Ensemble,
+          options: ScoreOptions | None = None, **option_values: Any) -> ScoreSummary:
+    """Score every study under `paths` and write `out` (scores.parquet); see ScoreOptions for the options,
+    given either as `options=` or as keywords (`views_out=`, `runtime=`, `threshold=` ...).
+
+    Raises ScoreUsageError before any work when an option, a path or the bundle cannot work.
+    """
+    options = replace(options or ScoreOptions(), **option_values)
+    paths = [Path(p) for p in paths]
+    out = Path(out)
+    _check_paths(paths, out, options.views_out)
+    _check_options(options)
+    ensemble = _ensemble(models, options)
+    rules = _rules(ensemble, options)
+    try:
+        with OutputLock(out):
+            return _run(paths, out, ensemble, rules, options)
+    except OutputLocked as exc:
+        raise ScoreUsageError(str(exc)) from None
+
+
+def _run(paths: list[Path], out: Path, ensemble: Ensemble, rules: Rules, options: ScoreOptions) -> ScoreSummary:
+    summary = ScoreSummary(out, options.views_out, ensemble.runtime_reason)
+    started = time.monotonic()
+    records = discover(paths, views=options.view_filter, workers=options.workers)
+    studies, orphans = group_studies(records, options.study_key)
+    summary.studies, summary.files = len(studies), len(records)
+    summary.timings["discovery_s"] = round(time.monotonic() - started, 3)
+
+    config = scoring_config(options.study_key, options.view_filter)
+    scored_at = _now_ms()
+    info = RunInfo(ensemble.member_names, ensemble.bundle.id, __version__, rules, config, scored_at)
+    store = ResultStore(out, views_schema(list(info.members)), _metadata(paths, ensemble, rules, options),
+                        views_out=options.views_out, flush_every=options.flush_every)
+    jobs, kept = plan_reruns(studies, store.previous(), ensemble.bundle.id, config, options.rescore)
+    summary.scored, summary.kept = len(jobs), len(kept)
+    log.info("%d studies (%d unchanged since the last run, %d to score) in %d files, found in %.1f s",
+             len(studies), len(kept), len(jobs), len(records), summary.timings["discovery_s"])
+
+    progress = Progress(len(jobs), quiet=not options.progress)
+
+    def sink(results) -> None:
+        if not results:
+            return
+        views = views_table(results, [], info)
+        scores = scores_table(results, views, info)
+        for status in scores["status"].to_pylist():
+            summary.counts[status] = summary.counts.get(status, 0) + 1
+        store.append(scores, views)
+        progress.update(len(results), sum(len(r.views) for r in results))
+
+    preparer = CpuPoolPreparer(ensemble.sizes, ensemble.settings, options.workers,
+                               time_limit_s=options.time_limit_s)
+    scheduler = Scheduler(ensemble.by_size, preparer, SchedulerOptions(batch_size=options.batch_size))
+    try:
+        with _stop_on_signals() as stop:
+            scheduler.run(jobs, sink, should_stop=stop.is_set)
+            summary.interrupted = stop.signal_name
+    finally:
+        preparer.close()
+        progress.close()
+    summary.timings["scoring_s"] = round(progress.elapsed, 3)
+    summary.views = scheduler.times.views
+
+    write_started = time.monotonic()
+    if orphans:
+        store.append(scores_table([], [], info), views_table([], orphans, info))
+    seen = {s.key for s in studies}
+    summary.timings.update(prepare_s=round(scheduler.times.prepare_s, 3), model_s=round(scheduler.times.model_s, 3))
+    summary.timings["write_s"] = round(time.monotonic() - write_started, 3)
+    summary.output_counts = store.finalize(rules, seen=seen, seen_at=scored_at, metadata={
+        "timings": summary.timings,
+        "counts": {"studies": summary.studies, "scored": summary.scored, "unchanged": summary.kept,
+                   "files": summary.files, "views_scored": summary.views, **summary.counts},
+        "interrupted": summary.interrupted,
+    })
+    summary.timings["write_s"] = round(time.monotonic() - write_started, 3)
+    summary.timings["wall_s"] = round(time.monotonic() - started, 3)
+    return summary
+
+
+def _check_paths(paths: list[Path], out: Path, views_out: Path | None) -> None:
+    if not paths:
+        raise ScoreUsageError("no input paths given")
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise ScoreUsageError(f"input path(s) do not exist: {', '.join(missing)}")
+    outputs = [("--out", out)] + ([("--views", views_out)] if views_out is not None else [])
+    for option, path in outputs:
+        if path.is_dir():
+            raise ScoreUsageError(f"{option} {path} is a directory; give a file name such as scores.parquet")
+        parent = path.resolve().parent
+        if not parent.is_dir():
+            raise ScoreUsageError(f"{option} {path}: the directory {parent} does not exist")
+        if not os.access(parent, os.W_OK):
+            raise ScoreUsageError(f"{option} {path}: the directory {parent} is not writable")
+    if views_out is not None and views_out.resolve() in (out.resolve(), views_store_path(out).resolve()):
+        raise ScoreUsageError(f"--views {views_out} would overwrite the scores output or its store; "
+                              "choose another file")
+
+
+def _check_options(options: ScoreOptions) -> None:
+    if options.runtime not in RUNTIMES:
+        raise ScoreUsageError(f"unknown runtime {options.runtime!r}: choose one of {', '.join(RUNTIMES)}")
+    if options.breast_agg is not None and options.breast_agg not in BREAST_AGGS:
+        raise ScoreUsageError(f"unknown breast aggregation {options.breast_agg!r}: one of {', '.join(BREAST_AGGS)}")
+    if options.study_agg is not None and options.study_agg not in STUDY_AGGS:
+        raise ScoreUsageError(f"unknown study aggregation {options.study_agg!r}: one of {', '.join(STUDY_AGGS)}")
+    if options.threshold is not None and not _is_probability(options.threshold):
+        raise ScoreUsageError(f"threshold must be a number from 0 to 1, got {options.threshold!r}")
+    if options.study_key not in STUDY_KEYS:
+        raise ScoreUsageError(f"unknown study key {options.study_key!r}: one of {', '.join(STUDY_KEYS)}")
+    unknown = sorted(set(options.view_filter or ()) - VIEW_CODES)
+    if unknown:
+        raise ScoreUsageError(f"unknown view(s) in the view filter: {', '.join(unknown)}; "
+                              f"known: {', '.join(sorted(VIEW_CODES))}")
+    if options.view_filter is not None and not options.view_filter:
+        raise ScoreUsageError("the view filter is empty")
+    for name in ("workers", "batch_size", "flush_every", "threads"):
+        value = getattr(options, name)
+        minimum = 0 if name == "workers" else 1
+        if value is not None and (not isinstance(value, int) or value < minimum):
+            raise ScoreUsageError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if not options.time_limit_s > 0:
+        raise ScoreUsageError(f"time_limit_s must be positive, got {options.time_limit_s!r}")
+
+
+def _is_probability(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) \
+        and 0.0 <= value <= 1.0
+
+
+def _ensemble(models: str | os.PathLike | Ensemble, options: ScoreOptions) -> Ensemble:
+    if isinstance(models, Ensemble):
+        return models
+    try:
+        return Ensemble.load(models, options.runtime, options.threads)
+    except (BundleError, RuntimeUnavailableError) as exc:
+        raise ScoreUsageError(str(exc)) from None
+
+
+def _rules(ensemble: Ensemble, options: ScoreOptions) -> Rules:
+    bundle = ensemble.bundle
+    return Rules(options.breast_agg or bundle.aggregation["breast"], options.study_agg or bundle.aggregation["study"],
+                 bundle.threshold if options.threshold is None else float(options.threshold))
+
+
+def _metadata(paths: list[Path], ensemble: Ensemble, rules: Rules, options: ScoreOptions) -> dict[str, Any]:
+    return {"bundle_id": ensemble.bundle.id, "engine_version": __version__, "runtime": ensemble.runtime_reason,
+            "started_at": _now_ms().isoformat(),
+            "arguments": {"paths": [str(p) for p in paths], "breast_agg": rules.breast_agg,
+                          "study_agg": rules.study_agg, "threshold": rules.threshold,
+                          "study_key": options.study_key,
+                          "view_filter": sorted(options.view_filter) if options.view_filter else None,
+                          "rescore": options.rescore}}
+
+
+class _Stop(threading.Event):
+    signal_name: str | None = None
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[_Stop]:
+    """SIGTERM and SIGINT set the event instead of killing the run (main thread only)."""
+    stop = _Stop()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum, _frame) -> None:
+        stop.signal_name = signal.Signals(signum).name
+        log.warning("%s: finishing the studies in flight, then writing the results", stop.signal_name)
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
+
+
+def _now_ms() -> datetime:
+    """UTC now at the scores schema's millisecond resolution."""
+    now = datetime.now(timezone.utc)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
