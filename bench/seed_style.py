@@ -46,7 +46,7 @@ class SeedMember:
 class SeedResult:
     probs: dict[str, float]  # path -> mean over members, for every view that scored
     failed: dict[str, str]  # path -> why it did not
-    timings: dict[str, float] = field(default_factory=dict)  # preprocess_s, model_s, wall_s
+    timings: dict[str, float] = field(default_factory=dict)  # preprocess_s, load_s, model_s, wall_s
 
     @property
     def views_per_second(self) -> float:
@@ -117,8 +117,11 @@ def run_seed_style(paths: list[str], members: list[SeedMember], work_dir: Path, 
     preprocessed = time.perf_counter()
     ready = [p for p in paths if p not in failed]
     sums = dict.fromkeys(ready, 0.0)
+    load_s = 0.0
     for member in members:  # each member in turn over every image, as the seed's loop did
+        loading = time.perf_counter()
         module = torch.export.load(str(member.torch_file)).module()
+        load_s += time.perf_counter() - loading
         for path in ready:
             image = torch.from_numpy(load_png(pngs[path][member.size]))[None, None]
             with torch.no_grad():
@@ -126,8 +129,8 @@ def run_seed_style(paths: list[str], members: list[SeedMember], work_dir: Path, 
             sums[path] += float((output[0] if isinstance(output, (tuple, list)) else output).reshape(-1)[0])
     finished = time.perf_counter()
     probs = {path: total / len(members) for path, total in sums.items()}
-    return SeedResult(probs, failed, {"preprocess_s": preprocessed - started,
-                                      "model_s": finished - preprocessed, "wall_s": finished - started})
+    return SeedResult(probs, failed, {"preprocess_s": preprocessed - started, "load_s": load_s,
+                                      "model_s": finished - preprocessed - load_s, "wall_s": finished - started})
 
 
 def _preprocess_all(paths: list[str], pngs: dict[str, dict[Size, str]], workers: int) -> dict[str, str]:
