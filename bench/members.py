@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from mammo_batch.build.export import export_onnx, export_torch
-from mammo_batch.engine.bundle import sha256_file, write_bundle_json
+from mammo_batch.engine.bundle import bundle_document, member_document, write_bundle_json
 from mammo_batch.train.models import ProbabilityModel, create_model, list_archs
 
 # The timm names the seed's write-up uses -> our architecture names (train/models.py).
@@ -38,20 +38,11 @@ def random_member_bundle(arch: str, size: tuple[int, int], directory: Path, seed
     files = {"onnx": f"{name}.onnx", "torch": f"{name}.pt2"}
     export_onnx(model, directory / files["onnx"], height, width)
     export_torch(model, directory / files["torch"], height, width)
-    write_bundle_json(directory, {
-        "format_version": 1, "name": f"bench-{name}",
-        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "description": "random weights for timing only: NOT a model, its scores mean nothing",
-        "members": [{
-            "name": name, "fold": 0, "arch": name,
-            "input": {"height": height, "width": width, "channels": 1, "dtype": "uint8",
-                      "value_range": [0, 255]},
-            "preprocess": {"window": "dicom", "crop": True, "orientation": "chest_wall_left"},
-            "artifacts": {**files, "tensorrt": []},
-            "sha256": {file: sha256_file(directory / file) for file in files.values()},
-            "metrics": {},
-        }],
-        "ensemble": "mean", "aggregation": {"breast": "mean", "study": "max"}, "threshold": 0.5,
-        "provenance": {"written_by": "mammo-batch bench --arch", "random_seed": seed},
-    })
+    member = member_document(directory, name=name, fold=0, arch=name, height=height, width=width,
+                             onnx=files["onnx"], torch=files["torch"])
+    write_bundle_json(directory, bundle_document(
+        name=f"bench-{name}", members=[member], threshold=0.5,
+        created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        description="random weights for timing only: NOT a model, its scores mean nothing",
+        provenance={"written_by": "mammo-batch bench --arch", "random_seed": seed}))
     return directory

@@ -3,7 +3,7 @@
     python benchmarks/bench_foundation.py [--quick] [--out benchmarks/results/foundation.json]
 
 Prints a table and writes the numbers as JSON. Images are synthetic phantoms at a real
-detector size (3328 x 2560 = 8.5 Mpixel) written by mammo_batch.engine.synth; decode and
+detector size (3328 x 2560 = 8.5 Mpixel) written by mammo_batch.synth; decode and
 preprocessing are timed in one process on one core (OpenCV single-threaded).
 """
 
@@ -35,7 +35,7 @@ from pydicom.uid import (
 from mammo_batch.engine.dicom import discover, read_and_decode
 from mammo_batch.engine.pixels import preprocess
 from mammo_batch.engine.prepare import prepare_file
-from mammo_batch.engine.synth import make_view_dataset, phantom_view, write_studies
+from mammo_batch.synth import make_view_dataset, phantom_view, write_studies
 
 FULL = (3328, 2560)
 SYNTAXES = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian,

@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -31,18 +29,12 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "benchmarks")]
 from heavy_member import flops_per_view, heavy_member  # noqa: E402
 from onnx_members import write_test_bundle  # noqa: E402
 
-from mammo_batch.engine.bundle import load_bundle, sha256_file, write_bundle_json  # noqa: E402
+from mammo_batch import Ensemble, score  # noqa: E402
+from mammo_batch.engine.bundle import bundle_document, member_document, write_bundle_json  # noqa: E402
 from mammo_batch.engine.dicom import discover  # noqa: E402
-from mammo_batch.engine.runtimes import select_runtime  # noqa: E402
-from mammo_batch.engine.schedule.run import (  # noqa: E402
-    Scheduler,
-    SchedulerOptions,
-    StudyJob,
-    _init_worker,
-    _prepare,
-)
+from mammo_batch.engine.schedule.cpu_pool import CpuPoolPreparer  # noqa: E402
 from mammo_batch.engine.studies import group_studies  # noqa: E402
-from mammo_batch.engine.synth import write_studies  # noqa: E402
+from mammo_batch.synth import write_studies  # noqa: E402
 
 WORKERS = 2
 BATCH = 4
@@ -62,60 +54,57 @@ def heavy_bundle(directory: Path) -> tuple[Path, str]:
     except ImportError:
         (directory / "heavy.onnx").write_bytes(heavy_member().SerializeToString())
         kind = f"conv stack, {flops_per_view() / 1e9:.0f} GFLOP per view (no torch installed)"
-    write_bundle_json(directory, {
-        "format_version": 1, "name": "heavy-benchmark", "created": "2026-11-28T00:00:00Z",
-        "description": "random-weight compute load for benchmarks, not a model",
-        "members": [{
-            "name": "heavy", "fold": 0, "arch": "conv-stack",
-            "input": {"height": 1536, "width": 768, "channels": 1, "dtype": "uint8",
-                      "value_range": [0, 255]},
-            "preprocess": {"window": "dicom", "crop": True, "orientation": "chest_wall_left"},
-            "artifacts": {"onnx": "heavy.onnx", "torch": None, "tensorrt": []},
-            "sha256": {"heavy.onnx": sha256_file(directory / "heavy.onnx")},
-            "metrics": {},
-        }],
-        "ensemble": "mean", "aggregation": {"breast": "mean", "study": "max"}, "threshold": 0.5,
-        "provenance": {},
-    })
+    member = member_document(directory, name="heavy", fold=0, arch="conv-stack", height=1536, width=768,
+                             onnx="heavy.onnx")
+    write_bundle_json(directory, bundle_document(
+        name="heavy-benchmark", created="2026-11-28T00:00:00Z", members=[member], threshold=0.5,
+        description="random-weight compute load for benchmarks, not a model", provenance={}))
     return directory, kind
 
 
-def overlap(studies: Path, bundle_dir: Path) -> dict:
-    bundle = load_bundle(bundle_dir)
-    runtime, _ = select_runtime("onnx", bundle, threads=WORKERS)
-    runners: dict = {}
-    for member in bundle.members:
-        runner = runtime.load(member, bundle.path)
-        runners.setdefault(runner.input_size, []).append(runner)
+def overlap(studies: Path, bundle_dir: Path, work: Path) -> dict:
+    """Each stage alone (prepare in the worker pool, the members on stacked inputs), then end to end
+    through the public API with the same workers."""
+    ensemble = Ensemble.load(bundle_dir, runtime="onnx", threads=WORKERS)
     groups, _ = group_studies(discover([studies], workers=1))
     paths = [v.path for s in groups for v in s.scorable]
 
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(WORKERS, mp_context=context, initializer=_init_worker) as pool:
-        list(pool.map(_prepare, paths[:WORKERS], [list(runners)] * WORKERS,
-                      [bundle.settings] * WORKERS))  # start the workers
+    preparer = CpuPoolPreparer(ensemble.sizes, ensemble.settings, WORKERS, capacity=len(paths))
+    try:
+        _prepare_all(preparer, paths[:WORKERS])  # start the workers
         start = time.perf_counter()
-        inputs = list(pool.map(_prepare, paths, [list(runners)] * len(paths),
-                               [bundle.settings] * len(paths)))
+        inputs = _prepare_all(preparer, paths)
         prepare_rate = len(paths) / (time.perf_counter() - start)
+    finally:
+        preparer.close()
 
     start = time.perf_counter()
-    for size, members in runners.items():
+    for size, members in ensemble.by_size.items():
         stacked = np.stack([x[size] for x in inputs])
         for runner in members:
             for i in range(0, len(stacked), BATCH):
                 runner.predict(stacked[i : i + BATCH])
     model_rate = len(paths) / (time.perf_counter() - start)
 
-    scheduler = Scheduler(runners, bundle.settings, SchedulerOptions(workers=WORKERS, batch_size=BATCH))
-    scored = []
-    start = time.perf_counter()
-    scheduler.run([StudyJob(s, "") for s in groups], scored.extend)
-    seconds = time.perf_counter() - start  # includes starting the worker processes
-    end_to_end = sum(len(r.views) for r in scored) / seconds
+    summary = score([studies], out=work / f"overlap-{bundle_dir.name}.parquet", models=ensemble, workers=WORKERS,
+                    batch_size=BATCH, rescore=True, progress=False)
+    end_to_end = summary.views_per_second  # the scoring phase, worker start-up included
     slowest = min(prepare_rate, model_rate)
     return {"views": len(paths), "prepare_views_per_s": prepare_rate, "model_views_per_s": model_rate,
-            "end_to_end_views_per_s": end_to_end, "ratio_to_slowest_stage": end_to_end / slowest}
+            "end_to_end_views_per_s": end_to_end, "ratio_to_slowest_stage": end_to_end / slowest,
+            "timings": summary.timings}
+
+
+def _prepare_all(preparer: CpuPoolPreparer, paths: list[str]) -> list[dict]:
+    for i, path in enumerate(paths):
+        preparer.submit(i, path)
+    results = {}
+    while preparer.in_flight:
+        for prepared in preparer.collect(timeout=1.0):
+            if prepared.failed:
+                raise RuntimeError(prepared.error)
+            results[prepared.view_id] = prepared.inputs
+    return [results[i] for i in range(len(paths))]
 
 
 def peak_rss_mb(studies: Path, bundle_dir: Path, out: Path) -> float:
@@ -148,12 +137,12 @@ def main() -> None:
             write_studies(j2k, 4 if args.quick else 20, seed=1, size=(1664, 1280),
                           variants=["hologic"], workers=WORKERS)
         if args.only in (None, "cheap"):
-            results["overlap_cheap_model"] = overlap(j2k, cheap)
+            results["overlap_cheap_model"] = overlap(j2k, cheap, work)
         native = work / "native"
         if args.only in (None, "heavy"):
             write_studies(native, 3 if args.quick else 12, seed=2, size=(1664, 1280),
                           variants=["planmed"], workers=WORKERS)
-            results["overlap_heavy_model"] = overlap(native, heavy)
+            results["overlap_heavy_model"] = overlap(native, heavy, work)
         memory = {}
         for n in () if args.only not in (None, "memory") else (20, 200) if args.quick else (200, 2000):
             folder = work / f"mem{n}"

@@ -43,6 +43,21 @@ def train_speed(arch: str, height: int, width: int, batch: int, steps: int = 5) 
     return steps * batch / (time.perf_counter() - start)
 
 
+def real_size_step(arch: str = "tf_efficientnet_b2", height: int = 1536, width: int = 768,
+                   batch: int = 2) -> float:
+    """Seconds for one training step (forward, backward, AdamW) at the seed's size."""
+    model = create_model(arch).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x = torch.randint(0, 256, (batch, 1, height, width), dtype=torch.uint8)
+    y = torch.ones(batch)
+    start = time.perf_counter()
+    loss = F.binary_cross_entropy_with_logits(model(x).view(-1), y)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return time.perf_counter() - start
+
+
 def export_times(arch: str, height: int, width: int) -> dict:
     model = ProbabilityModel(create_model(arch)).eval()
     with tempfile.TemporaryDirectory() as tmp:
@@ -60,7 +75,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--archs", default="tiny,resnet18,efficientnet_b2,convnext_small")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "training.json")
+    parser.add_argument("--real-step", action="store_true",
+                        help="Only time one tf_efficientnet_b2 step at 1536x768, batch 2 (the seed's setup).")
     args = parser.parse_args()
+    if args.real_step:
+        seconds = real_size_step()
+        print(f"tf_efficientnet_b2 1536x768 batch 2: one training step {seconds:.1f} s "
+              f"({torch.get_num_threads()} threads)")
+        return
     height, width = (int(v) for v in args.size.split("x"))
     results = {"size": args.size, "batch": args.batch, "threads": torch.get_num_threads(), "archs": {}}
     for arch in args.archs.split(","):

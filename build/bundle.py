@@ -16,10 +16,10 @@ import torch
 
 from mammo_batch import __version__
 from mammo_batch.build.export import export_onnx, export_torch
+from mammo_batch.build.fp16 import check_fp16, export_fp16_onnx
 from mammo_batch.build.parity import check_bf16, check_parity, eager_probabilities
-from mammo_batch.engine.bundle import load_bundle, sha256_file, write_bundle_json
+from mammo_batch.engine.bundle import bundle_document, load_bundle, member_document, write_bundle_json
 from mammo_batch.engine.pixels import PreprocessSettings
-from mammo_batch.engine.pixels.settings import FULL_SCALE
 from mammo_batch.engine.prepare import prepare_file
 from mammo_batch.train.metrics import auc, study_scores, threshold_at
 from mammo_batch.train.models import ProbabilityModel, create_model
@@ -70,17 +70,13 @@ def build_bundle(run_paths: list[Path], out: Path, threshold_rule: str = "specif
     out.mkdir(parents=True, exist_ok=True)
     members = [_build_member(run, out) for run in runs]
     threshold, oof = _threshold(runs, threshold_rule)
-    document = {
-        "format_version": 1, "name": name,
-        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "description": description or f"{len(runs)} fold models built by mammo-batch {__version__}",
-        "members": members, "ensemble": "mean",
-        "aggregation": {"breast": "mean", "study": "max"}, "threshold": threshold,
-        "provenance": {"code_version": __version__, "command": sys.argv,
-                       "runs": [str(r.path) for r in runs],
-                       "data_fingerprints": sorted({r.document["data_fingerprint"] for r in runs}),
-                       "threshold_rule": threshold_rule, "out_of_fold": oof},
-    }
+    document = bundle_document(
+        name=name, members=members, threshold=threshold,
+        created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        description=description or f"{len(runs)} fold models built by mammo-batch {__version__}",
+        provenance={"code_version": __version__, "command": sys.argv, "runs": [str(r.path) for r in runs],
+                    "data_fingerprints": sorted({r.document["data_fingerprint"] for r in runs}),
+                    "threshold_rule": threshold_rule, "out_of_fold": oof})
     write_bundle_json(out, document)
     load_bundle(out)  # what score will do: checksums, consistency
     return out
@@ -103,29 +99,24 @@ def _build_member(run: Run, out: Path) -> dict:
     net = create_model(run.config["arch"], dtype)
     net.load_state_dict(torch.load(run.path / "best.pt", map_location="cpu", weights_only=True))
     model = ProbabilityModel(net).eval()
-    onnx_file, torch_file = f"{run.name}.onnx", f"{run.name}.pt2"
+    onnx_file, torch_file, fp16_file = f"{run.name}.onnx", f"{run.name}.pt2", f"{run.name}.fp16.onnx"
     started = datetime.now()
     export_onnx(model, out / onnx_file, height, width, dtype)
     export_torch(model, out / torch_file, height, width, dtype)
     images = _validation_images(run)
     report = check_parity(model, out / onnx_file, out / torch_file, images)  # raises ParityError
+    export_fp16_onnx(model, out / fp16_file, height, width, dtype)
+    fp16_diff = check_fp16(model, out / fp16_file, images, name=run.name)  # raises Fp16ParityError
     log.info("%s: exported in %.1f s; %s", run.name, (datetime.now() - started).total_seconds(),
              report.summary())
     gate = _bf16_gate(run, model, out / torch_file)
-    return {
-        "name": run.name, "fold": run.config["fold"], "arch": run.config["arch"],
-        "input": {"height": height, "width": width, "channels": 1, "dtype": dtype,
-                  "value_range": [0, FULL_SCALE[dtype]]},
-        "preprocess": {"window": run.config["window"], "crop": run.config["crop"],
-                       "orientation": "chest_wall_left"},
-        "artifacts": {"onnx": onnx_file, "torch": torch_file, "tensorrt": []},
-        "sha256": {onnx_file: sha256_file(out / onnx_file), torch_file: sha256_file(out / torch_file)},
-        "metrics": {"val_study_auc": run.summary["val_study_auc"],
-                    "best_epoch": run.summary["best_epoch"], "val_views": run.summary["val_views"],
-                    "parity_onnx_max_diff": float(report.onnx_max_diff),
-                    "parity_torch_max_diff": float(report.torch_max_diff)},
-        "bf16_gate": dataclasses.asdict(gate),
-    }
+    metrics = {"val_study_auc": run.summary["val_study_auc"], "best_epoch": run.summary["best_epoch"],
+               "val_views": run.summary["val_views"], "parity_onnx_max_diff": float(report.onnx_max_diff),
+               "parity_torch_max_diff": float(report.torch_max_diff), "fp16_onnx_max_diff": fp16_diff}
+    return member_document(out, name=run.name, fold=run.config["fold"], arch=run.config["arch"], height=height,
+                           width=width, onnx=onnx_file, torch=torch_file, onnx_fp16=fp16_file, dtype=dtype,
+                           window=run.config["window"], crop=run.config["crop"], metrics=metrics,
+                           bf16_gate=dataclasses.asdict(gate))
 
 
 def _bf16_gate(run: Run, model: ProbabilityModel, torch_file: Path):

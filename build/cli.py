@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from mammo_batch.build.bundle import BuildError, build_bundle
+from mammo_batch.build.fp16 import Fp16ParityError
 from mammo_batch.build.parity import ParityError
 
 
@@ -25,7 +26,7 @@ def build(runs: tuple[Path, ...], out: Path, threshold_rule: str, name: str, des
     threshold, and write a bundle that `mammo-batch score --models` reads."""
     try:
         path = build_bundle(list(runs), out, threshold_rule, name, description)
-    except (BuildError, ParityError, ValueError) as exc:
+    except (BuildError, ParityError, Fp16ParityError, ValueError) as exc:
         click.echo(f"Error: {exc}", err=True)
         raise SystemExit(2) from None
     click.echo(f"wrote bundle {path} ({len(runs)} members)")

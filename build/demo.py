@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from mammo_batch.build.bundle import build_bundle
 from mammo_batch.engine.api import ScoreSummary, score
 from mammo_batch.engine.cli.options import parse_size
-from mammo_batch.engine.synth import write_studies
+from mammo_batch.synth import write_studies
 from mammo_batch.train.folds import make_folds, write_folds
 from mammo_batch.train.labels import read_labels
 from mammo_batch.train.loop import TrainConfig, train_run

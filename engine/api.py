@@ -27,6 +27,7 @@ from typing import Any
 from mammo_batch import __version__
 from mammo_batch.engine.bundle import BundleError
 from mammo_batch.engine.dicom import discover
+from mammo_batch.engine.dicom.decoders import DECODERS, DecoderUnavailableError
 from mammo_batch.engine.dicom.vocabulary import MODIFIER_SUFFIX_BY_CODE, VIEW_BY_CODE
 from mammo_batch.engine.ensemble import Ensemble
 from mammo_batch.engine.results.aggregate import BREAST_AGGS, STUDY_AGGS
@@ -37,10 +38,10 @@ from mammo_batch.engine.results.store import ResultStore, views_store_path
 from mammo_batch.engine.results.tables import Rules, RunInfo, scores_table, views_table
 from mammo_batch.engine.runtimes import CHOICES as RUNTIMES
 from mammo_batch.engine.runtimes import RuntimeUnavailableError
-from mammo_batch.engine.schedule.cpu_pool import CpuPoolPreparer
+from mammo_batch.engine.schedule.choose import make_preparer
 from mammo_batch.engine.schedule.progress import Progress
 from mammo_batch.engine.schedule.run import Scheduler, SchedulerOptions
-from mammo_batch.engine.studies import STUDY_KEYS, group_studies
+from mammo_batch.engine.studies import STUDY_KEYS, plan_studies
 
 log = logging.getLogger("mammo_batch.score")
 
@@ -59,6 +60,7 @@ class ScoreOptions:
     """Every option of a scoring run but the inputs, the output and the models."""
 
     views_out: Path | None = None  # also export views.parquet (one row per file seen)
+    report_out: Path | None = None  # also write the nightly report (one HTML page)
     runtime: str = "auto"  # auto | onnx | torch ... (ignored when `models` is a loaded Ensemble)
     threads: int | None = None  # inference threads of a CPU runtime (default: one per core)
     workers: int = 0  # decode processes (0 = one per core)
@@ -72,6 +74,7 @@ class ScoreOptions:
     flush_every: int = 50  # journal part every N completed studies (what a crash can lose)
     time_limit_s: float = 300.0  # per file, decode + pixel path
     progress: bool = True
+    decoder: str = "auto"  # auto | cpu | nvimgcodec | dali (auto: nvimgcodec where a GPU and it exist)
 
 
 @dataclass
@@ -79,6 +82,7 @@ class ScoreSummary:
     out: Path
     views_out: Path | None
     runtime: str  # the runtime chosen and why
+    report_out: Path | None = None
     studies: int = 0  # found by discovery
     files: int = 0
     scored: int = 0  # studies scored by this run
@@ -111,23 +115,26 @@ def score(paths: Iterable[str | os.PathLike], *, out: str | os.PathLike, models:
     options = replace(options or ScoreOptions(), **option_values)
     paths = [Path(p) for p in paths]
     out = Path(out)
-    _check_paths(paths, out, options.views_out)
+    _check_paths(paths, out, options.views_out, options.report_out)
     _check_options(options)
-    ensemble = _ensemble(models, options)
-    rules = _rules(ensemble, options)
+    lock = OutputLock(out)
     try:
-        with OutputLock(out):
-            return _run(paths, out, ensemble, rules, options)
+        lock.acquire()  # before loading models: a second run on the same output stops at once
     except OutputLocked as exc:
         raise ScoreUsageError(str(exc)) from None
+    try:
+        ensemble = _ensemble(models, options)
+        return _run(paths, out, ensemble, _rules(ensemble, options), options)
+    finally:
+        lock.release()
 
 
 def _run(paths: list[Path], out: Path, ensemble: Ensemble, rules: Rules, options: ScoreOptions) -> ScoreSummary:
-    summary = ScoreSummary(out, options.views_out, ensemble.runtime_reason)
+    summary = ScoreSummary(out, options.views_out, ensemble.runtime_reason, options.report_out)
     started = time.monotonic()
-    records = discover(paths, views=options.view_filter, workers=options.workers)
-    studies, orphans = group_studies(records, options.study_key)
-    summary.studies, summary.files = len(studies), len(records)
+    catalog = discover(paths, views=options.view_filter, workers=options.workers)
+    plan = plan_studies(catalog, options.study_key)
+    summary.studies, summary.files = len(plan), len(catalog)
     summary.timings["discovery_s"] = round(time.monotonic() - started, 3)
 
     config = scoring_config(options.study_key, options.view_filter)
@@ -135,10 +142,11 @@ def _run(paths: list[Path], out: Path, ensemble: Ensemble, rules: Rules, options
     info = RunInfo(ensemble.member_names, ensemble.bundle.id, __version__, rules, config, scored_at)
     store = ResultStore(out, views_schema(list(info.members)), _metadata(paths, ensemble, rules, options),
                         views_out=options.views_out, flush_every=options.flush_every)
-    jobs, kept = plan_reruns(studies, store.previous(), ensemble.bundle.id, config, options.rescore)
+    jobs, kept = plan_reruns(plan.studies(), store.previous(), ensemble.bundle.id, config, options.rescore)
     summary.scored, summary.kept = len(jobs), len(kept)
+    seen = {job.study.key for job in jobs} | set(kept)
     log.info("%d studies (%d unchanged since the last run, %d to score) in %d files, found in %.1f s",
-             len(studies), len(kept), len(jobs), len(records), summary.timings["discovery_s"])
+             summary.studies, len(kept), len(jobs), summary.files, summary.timings["discovery_s"])
 
     progress = Progress(len(jobs), quiet=not options.progress)
 
@@ -152,8 +160,13 @@ def _run(paths: list[Path], out: Path, ensemble: Ensemble, rules: Rules, options
         store.append(scores, views)
         progress.update(len(results), sum(len(r.views) for r in results))
 
-    preparer = CpuPoolPreparer(ensemble.sizes, ensemble.settings, options.workers,
-                               time_limit_s=options.time_limit_s)
+    try:
+        preparer, decoder_reason = make_preparer(options.decoder, ensemble.sizes, ensemble.settings,
+                                                 ensemble.runtime_reason, options.workers, options.batch_size,
+                                                 options.time_limit_s)
+    except DecoderUnavailableError as exc:
+        raise ScoreUsageError(str(exc)) from None
+    log.info("decoder: %s", decoder_reason)
     scheduler = Scheduler(ensemble.by_size, preparer, SchedulerOptions(batch_size=options.batch_size))
     try:
         with _stop_on_signals() as stop:
@@ -166,29 +179,44 @@ def _run(paths: list[Path], out: Path, ensemble: Ensemble, rules: Rules, options
     summary.views = scheduler.times.views
 
     write_started = time.monotonic()
-    if orphans:
+    for orphans in _chunks(plan.orphans(), 10_000):
         store.append(scores_table([], [], info), views_table([], orphans, info))
-    seen = {s.key for s in studies}
     summary.timings.update(prepare_s=round(scheduler.times.prepare_s, 3), model_s=round(scheduler.times.model_s, 3))
     summary.timings["write_s"] = round(time.monotonic() - write_started, 3)
     summary.output_counts = store.finalize(rules, seen=seen, seen_at=scored_at, metadata={
         "timings": summary.timings,
         "counts": {"studies": summary.studies, "scored": summary.scored, "unchanged": summary.kept,
                    "files": summary.files, "views_scored": summary.views, **summary.counts},
-        "interrupted": summary.interrupted,
+        "interrupted": summary.interrupted, "finished_at": _now_ms().isoformat(),
     })
     summary.timings["write_s"] = round(time.monotonic() - write_started, 3)
     summary.timings["wall_s"] = round(time.monotonic() - started, 3)
+    if options.report_out is not None:
+        from mammo_batch.engine.report import write_report  # plots need the report extra: loaded on demand
+
+        write_report(out, options.report_out, views_path=store.views_store)
     return summary
 
 
-def _check_paths(paths: list[Path], out: Path, views_out: Path | None) -> None:
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    chunk: list = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _check_paths(paths: list[Path], out: Path, views_out: Path | None, report_out: Path | None = None) -> None:
     if not paths:
         raise ScoreUsageError("no input paths given")
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise ScoreUsageError(f"input path(s) do not exist: {', '.join(missing)}")
-    outputs = [("--out", out)] + ([("--views", views_out)] if views_out is not None else [])
+    outputs = [("--out", out)] + [(option, path) for option, path in (("--views", views_out),
+                                                                     ("--report", report_out)) if path is not None]
     for option, path in outputs:
         if path.is_dir():
             raise ScoreUsageError(f"{option} {path} is a directory; give a file name such as scores.parquet")
@@ -203,6 +231,8 @@ def _check_paths(paths: list[Path], out: Path, views_out: Path | None) -> None:
 
 
 def _check_options(options: ScoreOptions) -> None:
+    if options.decoder not in DECODERS:
+        raise ScoreUsageError(f"unknown decoder {options.decoder!r}: choose one of {', '.join(DECODERS)}")
     if options.runtime not in RUNTIMES:
         raise ScoreUsageError(f"unknown runtime {options.runtime!r}: choose one of {', '.join(RUNTIMES)}")
     if options.breast_agg is not None and options.breast_agg not in BREAST_AGGS:

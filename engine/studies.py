@@ -1,26 +1,47 @@
 """Group view records into studies and breasts.
 
-A study is keyed by AccessionNumber, else StudyInstanceUID (DESIGN.md); a study may be
-spread over folders and a folder may hold several studies. `folder` groups by parent
-folder instead, for exports laid out one study per folder whose identifiers are not
-trustworthy (e.g. CBIS-DDSM gives every image its own StudyInstanceUID).
+A study is the files of one patient linked by a shared AccessionNumber or StudyInstanceUID (the
+union of both links: a file with a blank AccessionNumber joins its exam through the UID), and
+never spans two PatientIDs: a value shared by several patients is a conflict, split into one
+study per patient and flagged (`Study.reason`). A study may be spread over folders and a folder
+may hold several studies. `accession` or `study-uid` link by one identifier only; `folder`
+groups by real parent folder instead (also split by patient), for exports laid out one study per
+folder whose identifiers are not trustworthy (CBIS-DDSM gives every image its own UID).
+
+Keys are deterministic: the smallest AccessionNumber of the study, else its smallest
+StudyInstanceUID (or the real folder path), with `|patient:<PatientID>` appended for a conflict.
+Within a study each SOPInstanceUID is scored once; the other copies are skipped as `duplicate`.
+
+Grouping works on a HeaderCatalog in bounded memory (`plan_studies`), and studies are formed one
+at a time from a sequential pass over it (`StudyPlan.studies()`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
+import numpy as np
+
+from mammo_batch.engine.dicom.catalog import HeaderCatalog
+from mammo_batch.engine.dicom.links import NO_STUDY, LinkTable, hash64
+from mammo_batch.engine.dicom.policy import STUDY_REASONS, skip
 from mammo_batch.engine.dicom.record import ViewRecord
 
+log = logging.getLogger("mammo_batch.studies")
+
 STUDY_KEYS = ("auto", "accession", "study-uid", "folder")
+CONFLICT = "patient_conflict"
 
 
 @dataclass
 class Study:
     key: str
     views: list[ViewRecord] = field(default_factory=list)
+    reason: str = ""  # a code from policy.STUDY_REASONS, e.g. "patient_conflict"; empty when none
+    detail: str = ""
 
     def _first(self, attribute: str) -> str:
         return next((getattr(v, attribute) for v in self.views if getattr(v, attribute)), "")
@@ -53,27 +74,108 @@ class Study:
         return dict(sorted(out.items()))
 
 
-def study_key(record: ViewRecord, mode: str = "auto") -> str:
-    """The study a record belongs to; "" when the file carries no usable identifier."""
+class StudyPlan:
+    """Which catalog rows form which study; studies are built on demand, one pass each."""
+
+    def __init__(self, catalog: HeaderCatalog, mode: str, study: np.ndarray, conflicted: np.ndarray):
+        self.catalog, self.mode = catalog, mode
+        self._study, self._conflicted = study, conflicted
+        ids = np.unique(study[study != NO_STUDY])
+        self.n_studies = len(ids)
+        self.n_conflicts = int(conflicted[ids].sum()) if len(ids) else 0
+        self.n_orphans = int((study == NO_STUDY).sum())
+
+    def __len__(self) -> int:
+        return self.n_studies
+
+    def studies(self) -> Iterator[Study]:
+        """Every study, each yielded once its last file has been read (so a study split across
+        folders is complete); memory holds only the studies still open in the pass."""
+        valid = np.flatnonzero(self._study != NO_STUDY)
+        last = np.full(len(self._study), -1, dtype=np.int32)
+        np.maximum.at(last, self._study[valid], valid.astype(np.int32))
+        del valid
+        open_views: dict[int, list[ViewRecord]] = {}
+        for row, record in enumerate(self.catalog):
+            study_id = int(self._study[row])
+            if study_id == NO_STUDY:
+                continue
+            open_views.setdefault(study_id, []).append(record)
+            if last[study_id] == row:
+                yield make_study(open_views.pop(study_id), self.mode, bool(self._conflicted[study_id]))
+
+    def orphans(self) -> Iterator[ViewRecord]:
+        """Files that belong to no study (no identifier for this mode)."""
+        for row, record in enumerate(self.catalog):
+            if self._study[row] == NO_STUDY:
+                yield record
+
+
+def plan_studies(catalog: HeaderCatalog, mode: str = "auto") -> StudyPlan:
+    """Link the catalog's rows into studies (see the module docstring); logs conflicts, no values."""
+    if mode not in STUDY_KEYS:
+        raise ValueError(f"study key must be one of {STUDY_KEYS}, not {mode!r}")
+    links = LinkTable(len(catalog), spill_dir=catalog.spill_dir)
+    row = 0
+    for batch in catalog.batches(["path", "patient_id", "accession_number", "study_instance_uid"]):
+        columns = batch.to_pydict()
+        a, b = _link_values(columns, mode)
+        # The folder key is for exports whose identifiers are not trusted, PatientID included
+        # (CBIS-DDSM writes the view into it): one folder, one study.
+        patients = [""] * batch.num_rows if mode == "folder" else columns["patient_id"]
+        links.add(row, hash64(patients) | np.uint64(1), hash64(a), hash64(b))
+        row += batch.num_rows
+    plan = StudyPlan(catalog, mode, *links.components())
+    if plan.n_conflicts:
+        log.warning("%d studies split by PatientID: %s", plan.n_conflicts, STUDY_REASONS[CONFLICT])
+    return plan
+
+
+def group_studies(records: Iterable[ViewRecord] | HeaderCatalog,
+                  mode: str = "auto") -> tuple[list[Study], list[ViewRecord]]:
+    """(studies, records that belong to no study), as lists: for callers that want them all."""
+    catalog = records if isinstance(records, HeaderCatalog) else HeaderCatalog.from_records(records)
+    plan = plan_studies(catalog, mode)
+    return list(plan.studies()), list(plan.orphans())
+
+
+def make_study(views: list[ViewRecord], mode: str, conflicted: bool) -> Study:
+    """A study from its views (one patient): its key, and duplicates marked."""
+    key = _base_key(views, mode)
+    study = Study(key, views)
+    if conflicted:
+        study.key = f"{key}|patient:{views[0].patient_id}"
+        study.reason, study.detail = CONFLICT, STUDY_REASONS[CONFLICT]
+    _mark_duplicates(views)
+    return study
+
+
+def _link_values(columns: dict[str, list[str]], mode: str) -> tuple[list[str], list[str]]:
+    n = len(columns["path"])
+    blank = [""] * n
     if mode == "folder":
-        return str(Path(record.path).parent)
-    if mode == "accession":
-        return record.accession_number
-    if mode == "study-uid":
-        return record.study_instance_uid
-    if mode == "auto":
-        return record.accession_number or record.study_instance_uid
-    raise ValueError(f"study key must be one of {STUDY_KEYS}, not {mode!r}")
+        return [os.path.dirname(p) for p in columns["path"]], blank
+    accession = columns["accession_number"] if mode in ("auto", "accession") else blank
+    uid = columns["study_instance_uid"] if mode in ("auto", "study-uid") else blank
+    return accession, uid
 
 
-def group_studies(records: Iterable[ViewRecord], mode: str = "auto") -> tuple[list[Study], list[ViewRecord]]:
-    """(studies in first-seen order, records that belong to no study)."""
-    studies: dict[str, Study] = {}
-    orphans: list[ViewRecord] = []
-    for record in records:
-        key = study_key(record, mode)
-        if not key:
-            orphans.append(record)
+def _base_key(views: list[ViewRecord], mode: str) -> str:
+    if mode == "folder":
+        return os.path.dirname(views[0].path)
+    accessions = sorted({v.accession_number for v in views if v.accession_number})
+    uids = sorted({v.study_instance_uid for v in views if v.study_instance_uid})
+    if mode == "study-uid" or not accessions:
+        return uids[0]
+    return accessions[0]
+
+
+def _mark_duplicates(views: list[ViewRecord]) -> None:
+    """Scorable copies of one SOPInstanceUID: the first by path is scored, the others skipped."""
+    kept: dict[str, ViewRecord] = {}
+    for view in sorted(views, key=lambda v: v.path):
+        if not view.scorable or not view.sop_instance_uid:
             continue
-        studies.setdefault(key, Study(key)).views.append(record)
-    return list(studies.values()), orphans
+        first = kept.setdefault(view.sop_instance_uid, view)
+        if first is not view:
+            skip(view, "duplicate", f"the same image (SOPInstanceUID) as {first.path}")

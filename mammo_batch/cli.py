@@ -16,6 +16,10 @@ LAZY_COMMANDS = {
     "train": ("mammo_batch.train.cli", "train", "Finetune one fold model."),
     "build": ("mammo_batch.build.cli", "build", "Compile trained runs into a model bundle."),
     "demo": ("mammo_batch.build.demo", "demo", "Synthesize, train, build and score, end to end."),
+    "import-seed": ("mammo_batch.build.import_seed", "import_seed_command",
+                    "Import the seed's fold checkpoints into a model bundle."),
+    "build-engines": ("mammo_batch.build.engines_cli", "build_engines_command",
+                      "TensorRT engines for this GPU from a bundle's FP16 ONNX (needs TensorRT)."),
     "bench": ("mammo_batch.bench.cli", "bench", "Time mammo-batch against the seed's pipeline."),
 }
 

@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from mammo_batch.engine.bundle import sha256_file, write_bundle_json
+from mammo_batch.engine.bundle import bundle_document, member_document, write_bundle_json
 
 OPSET = 17
 IR_VERSION = 8  # the IR of opset 17: readable by older ONNX Runtime releases too
@@ -101,17 +101,11 @@ def write_test_bundle(
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    document = {
-        "format_version": 1,
-        "name": name,
-        "created": "2026-01-01T00:00:00Z",  # fixed: the same members give the same bundle id
-        "description": "test bundle of mean-intensity models, not a clinical model",
-        "members": [_member_entry(directory, spec, i, window, crop) for i, spec in enumerate(members)],
-        "ensemble": "mean",
-        "aggregation": {"breast": "mean", "study": "max"},
-        "threshold": threshold,
-        "provenance": {"written_by": "tests/onnx_members.py"},
-    }
+    document = bundle_document(
+        name=name, created="2026-01-01T00:00:00Z",  # fixed: the same members give the same bundle id
+        description="test bundle of mean-intensity models, not a clinical model",
+        members=[_member_entry(directory, spec, i, window, crop) for i, spec in enumerate(members)],
+        threshold=threshold, provenance={"written_by": "tests/onnx_members.py"})
     write_bundle_json(directory, document)
     return directory
 
@@ -122,17 +116,12 @@ def _member_entry(directory: Path, spec: dict, index: int, window: str, crop: bo
                                   spec.get("weight", 8.0), spec.get("bias", -4.0), spec.get("region"))
     file = f"{spec['name']}.onnx"
     onnx.save_model(model, str(directory / file))
-    return {
-        "name": spec["name"],
-        "fold": spec.get("fold", index),
-        "arch": "mean-intensity",
-        "input": {"height": spec["height"], "width": spec["width"], "channels": 1, "dtype": dtype,
-                  "value_range": VALUE_RANGE[dtype]},
-        "preprocess": {"window": window, "crop": crop, "orientation": "chest_wall_left"},
-        "artifacts": {"onnx": file, "torch": None, "tensorrt": []},
-        "sha256": {file: sha256_file(directory / file)},
-        "metrics": spec.get("metrics", {}),
-    }
+    entry = member_document(directory, name=spec["name"], fold=spec.get("fold", index), arch="mean-intensity",
+                            height=spec["height"], width=spec["width"], onnx=file, window=window, crop=crop,
+                            metrics=spec.get("metrics", {}))
+    # Dtypes are written as given (member_document would refuse an unknown one): mismatches on purpose.
+    entry["input"].update(dtype=dtype, value_range=VALUE_RANGE[dtype])
+    return entry
 
 
 def _scalar(name: str, value: float) -> TensorProto:

@@ -18,7 +18,7 @@ from mammo_batch.engine.cli import cli
 from mammo_batch.engine.dicom import DecodeError, discover
 from mammo_batch.engine.prepare import prepare_file
 from mammo_batch.engine.studies import group_studies
-from mammo_batch.engine.synth import make_view_dataset, phantom_view
+from mammo_batch.synth import make_view_dataset, phantom_view
 
 SIZE = (128, 64)
 

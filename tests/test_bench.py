@@ -17,7 +17,7 @@ from mammo_batch.bench.compare import BenchSettings, compare, format_table  # no
 from mammo_batch.bench.members import arch_name, random_member_bundle  # noqa: E402
 from mammo_batch.bench.seed_style import load_png, pad_to_2_to_1, preprocess_to_png  # noqa: E402
 from mammo_batch.cli import cli  # noqa: E402
-from mammo_batch.engine.synth import write_studies  # noqa: E402
+from mammo_batch.synth import write_studies  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

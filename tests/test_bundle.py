@@ -310,3 +310,66 @@ def test_show_a_bad_bundle_exits_2(bundle_dir: Path) -> None:
     assert result.exit_code == 2
     assert "checksum mismatch" in result.output
     assert "Traceback" not in result.output
+
+
+# --- artifacts stay inside the bundle directory ------------------------------------------------
+
+def _point_onnx_at(bundle_dir: Path, name: str) -> None:
+    def change(document: dict) -> None:
+        member = document["members"][0]
+        digest = member["sha256"].pop(member["artifacts"]["onnx"])
+        member["artifacts"]["onnx"] = name
+        member["sha256"][name] = digest
+
+    edit(bundle_dir, change)
+
+
+def test_an_artifact_symlinked_out_of_the_bundle_is_refused(bundle_dir: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere.onnx"
+    (bundle_dir / "fold0.onnx").rename(outside)  # the same bytes: only the location is wrong
+    (bundle_dir / "fold0.onnx").symlink_to(outside)
+    message = load_error(bundle_dir)
+    assert "outside the bundle directory" in message and str(bundle_dir / "fold0.onnx") in message
+
+
+def test_an_artifact_under_a_folder_symlinked_out_is_refused(bundle_dir: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "shared_models"
+    outside.mkdir()
+    (bundle_dir / "fold0.onnx").rename(outside / "fold0.onnx")
+    (bundle_dir / "models").symlink_to(outside, target_is_directory=True)
+    _point_onnx_at(bundle_dir, "models/fold0.onnx")
+    assert "outside the bundle directory" in load_error(bundle_dir)
+
+
+def test_a_symlink_that_stays_inside_is_accepted(bundle_dir: Path) -> None:
+    (bundle_dir / "store").mkdir()
+    (bundle_dir / "fold0.onnx").rename(bundle_dir / "store" / "fold0.onnx")
+    (bundle_dir / "fold0.onnx").symlink_to(Path("store") / "fold0.onnx")
+    assert load_bundle(bundle_dir).member("fold0").artifacts.onnx == "fold0.onnx"
+
+
+@pytest.mark.parametrize("name", ["sub/../../fold0.onnx", "/etc/passwd", "..\\fold0.onnx"])
+def test_escaping_artifact_names_are_refused(bundle_dir: Path, name: str) -> None:
+    _point_onnx_at(bundle_dir, name)
+    assert "relative path inside the bundle directory" in load_error(bundle_dir)
+
+
+def test_an_escaping_tensorrt_engine_is_refused(bundle_dir: Path) -> None:
+    engine = {"file": "../engines/fold0.plan", "compute_capability": "9.0",
+              "tensorrt_version": "11.0", "precision": "fp16"}
+    edit(bundle_dir, lambda d: d["members"][0]["artifacts"].update(tensorrt=[engine]))
+    assert "relative path inside the bundle directory" in load_error(bundle_dir)
+
+
+def test_score_exits_2_on_a_bundle_pointing_outside(bundle_dir: Path, tmp_path: Path) -> None:
+    from mammo_batch.engine.cli import cli as main_cli
+
+    outside = tmp_path / "elsewhere.onnx"
+    (bundle_dir / "fold1.onnx").rename(outside)
+    (bundle_dir / "fold1.onnx").symlink_to(outside)
+    (tmp_path / "studies").mkdir()
+    result = CliRunner().invoke(main_cli, ["score", str(tmp_path / "studies"), "--models",
+                                           str(bundle_dir), "--out", str(tmp_path / "s.parquet")])
+    assert result.exit_code == 2, result.output
+    assert "outside the bundle directory" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "s.parquet").exists()

@@ -19,7 +19,7 @@ onnx = pytest.importorskip("onnx")
 
 from mammo_batch.build.export import export_onnx, export_torch  # noqa: E402
 from mammo_batch.build.parity import ParityError, check_parity, eager_probabilities  # noqa: E402
-from mammo_batch.engine.bundle import load_bundle, sha256_file, write_bundle_json  # noqa: E402
+from mammo_batch.engine.bundle import bundle_document, load_bundle, member_document, write_bundle_json  # noqa: E402
 from mammo_batch.engine.runtimes import OnnxCpuRuntime, TorchExportRuntime  # noqa: E402
 from mammo_batch.train.models import ProbabilityModel, create_model  # noqa: E402
 
@@ -112,21 +112,12 @@ def write_member_bundle(directory: Path, exported: Exported) -> Path:
     files = {"onnx": "fold0.onnx", "torch": "fold0.pt2"}
     shutil.copy(exported.onnx, directory / files["onnx"])
     shutil.copy(exported.torch, directory / files["torch"])
-    member = {
-        "name": "fold0", "fold": 0, "arch": "test",
-        "input": {"height": exported.height, "width": exported.width, "channels": 1,
-                  "dtype": exported.dtype, "value_range": VALUE_RANGE[exported.dtype]},
-        "preprocess": {"window": "dicom", "crop": True, "orientation": "chest_wall_left"},
-        "artifacts": {"onnx": files["onnx"], "torch": files["torch"], "tensorrt": []},
-        "sha256": {file: sha256_file(directory / file) for file in files.values()},
-        "metrics": {},
-    }
-    write_bundle_json(directory, {
-        "format_version": 1, "name": "export-test", "created": "2026-01-01T00:00:00Z",
-        "description": "randomly initialised test model, not a clinical model",
-        "members": [member], "ensemble": "mean", "aggregation": {"breast": "mean", "study": "max"},
-        "threshold": 0.5, "provenance": {"written_by": "tests/test_export.py"},
-    })
+    member = member_document(directory, name="fold0", fold=0, arch="test", height=exported.height,
+                             width=exported.width, onnx=files["onnx"], torch=files["torch"], dtype=exported.dtype)
+    write_bundle_json(directory, bundle_document(
+        name="export-test", created="2026-01-01T00:00:00Z", members=[member], threshold=0.5,
+        description="randomly initialised test model, not a clinical model",
+        provenance={"written_by": "tests/test_export.py"}))
     return directory
 
 

@@ -9,7 +9,7 @@ import pytest
 from mammo_batch.engine.dicom import read_and_decode
 from mammo_batch.engine.pixels import PreprocessSettings, preprocess
 from mammo_batch.engine.pixels.voi import to_display
-from mammo_batch.engine.synth import TRANSFER_SYNTAXES, make_view_dataset, phantom_view
+from mammo_batch.synth import TRANSFER_SYNTAXES, make_view_dataset, phantom_view
 
 SIZE = (256, 128)
 

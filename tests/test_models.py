@@ -40,7 +40,8 @@ def random_uint8(batch: int, height: int, width: int, seed: int = 0) -> torch.Te
 
 
 def test_registry_names() -> None:
-    assert list_archs() == ["tiny", "resnet18", "efficientnet_b2", "efficientnet_b5", "convnext_small"]
+    assert list_archs() == ["tiny", "resnet18", "efficientnet_b2", "efficientnet_b5", "convnext_small",
+                            "tf_efficientnet_b2", "tf_efficientnet_b5"]
     assert set(ARCHS) == set(list_archs())
 
 
@@ -216,5 +217,5 @@ def test_init_errors(tmp_path: Path) -> None:
     with pytest.raises(InitWeightsError, match="no tensors"):
         load_init(make("tiny"), tmp_path / "no_tensors.pt")
     with pytest.raises(ValueError, match="unknown importer"):
-        load_init(make("tiny"), tmp_path / "no_tensors.pt", importer="mirai")
-    assert list(IMPORTERS) == ["auto"]
+        load_init(make("tiny"), tmp_path / "no_tensors.pt", importer="lukemelas")
+    assert list(IMPORTERS) == ["auto", "mammo-clip", "rsna-convnext", "mirai", "seed"]

@@ -196,8 +196,8 @@ def test_torch_runtime_refuses_a_member_without_torch_artifact(bundle) -> None:
 
 
 def test_unknown_runtime(bundle) -> None:
-    with pytest.raises(RuntimeUnavailableError, match="unknown runtime 'tensorrt'"):
-        select_runtime("tensorrt", bundle)
+    with pytest.raises(RuntimeUnavailableError, match="unknown runtime 'openvino'"):
+        select_runtime("openvino", bundle)
 
 
 def test_auto_does_not_import_torch_for_a_bundle_without_torch_artifacts(bundle) -> None:
@@ -209,6 +209,35 @@ def test_auto_does_not_import_torch_for_a_bundle_without_torch_artifacts(bundle)
         "assert 'torch' not in sys.modules, 'auto imported torch'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- GPU runtimes: what can be checked without a GPU -------------------------------------------------
+
+
+def test_tensorrt_on_request_says_why_not(bundle) -> None:
+    with pytest.raises(RuntimeUnavailableError, match="no TensorRT engines in the bundle"):
+        select_runtime("tensorrt", bundle)
+
+
+def test_tensorrt_engines_are_matched_by_compute_capability_and_version(tmp_path: Path) -> None:
+    from mammo_batch.engine.runtimes.tensorrt import matching_engine, why_not_tensorrt
+
+    directory = write_test_bundle(tmp_path, [{"name": "a", "height": 8, "width": 4}])
+    document = json.loads((directory / "bundle.json").read_text())
+    for member in document["members"]:
+        file = f"{member['name']}.sm90.trt11.4.0.engine"
+        (directory / file).write_bytes(b"a serialized engine would be here")
+        member["artifacts"]["tensorrt"] = [{"file": file, "compute_capability": "9.0", "tensorrt_version": "11.4.0",
+                                            "precision": "fp16", "gpu_name": "NVIDIA H100", "batch_sizes": [1, 8, 16]}]
+        member["sha256"][file] = sha256_file(directory / file)
+    write_bundle_json(directory, document)
+    loaded = load_bundle(directory)
+    member = loaded.members[0]
+    assert matching_engine(member, "9.0", "11.4.0").batch_sizes == (1, 8, 16)
+    assert matching_engine(member, "8.0", "11.4.0") is None  # another GPU model
+    assert matching_engine(member, "9.0", "11.5.0") is None  # another TensorRT version
+    why = why_not_tensorrt(loaded)
+    assert why in ("TensorRT not installed", "no CUDA device") or why.startswith("no engine for")
 
 
 # --- bf16 on the CPU -----------------------------------------------------------------------

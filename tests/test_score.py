@@ -22,7 +22,7 @@ from mammo_batch.engine.bundle import load_bundle
 from mammo_batch.engine.dicom import discover
 from mammo_batch.engine.prepare import prepare_file
 from mammo_batch.engine.studies import group_studies
-from mammo_batch.engine.synth import make_view_dataset, phantom_view, write_studies
+from mammo_batch.synth import make_view_dataset, phantom_view, write_studies
 
 MEMBERS = [
     dict(name="wide", fold=0, height=96, width=48, dtype="uint8", weight=8.0, bias=-3.0, region=None),

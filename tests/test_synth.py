@@ -15,7 +15,7 @@ from pydicom.pixels.encoders import RLELosslessEncoder
 from pydicom.uid import JPEG2000Lossless
 
 from mammo_batch.engine.cli.synth import synth
-from mammo_batch.engine.synth import (
+from mammo_batch.synth import (
     LABEL_COLUMNS,
     MANIFEST_COLUMNS,
     TRANSFER_SYNTAXES,
@@ -29,7 +29,7 @@ from mammo_batch.engine.synth import (
     write_dataset,
     write_studies,
 )
-from mammo_batch.engine.synth.rle import encode_rle_frame
+from mammo_batch.synth.rle import encode_rle_frame
 
 SIZE = (128, 104)  # rows, columns: small for speed, still every feature visible
 N_STUDIES = 8  # >= 6 variants, and enough for every awkward case to be forced in

@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="the train extra is not installed")
 
 from mammo_batch.engine.bundle import load_bundle  # noqa: E402
-from mammo_batch.engine.synth import write_studies  # noqa: E402
+from mammo_batch.synth import write_studies  # noqa: E402
 from mammo_batch.train.loop import TrainConfig, train_run  # noqa: E402
 from mammo_batch.train.metrics import threshold_at  # noqa: E402
 

@@ -18,7 +18,7 @@ import pytest
 from mammo_batch.engine.dicom.decode import DecodeError
 from mammo_batch.engine.pixels import PreprocessSettings
 from mammo_batch.engine.prepare import prepare_file
-from mammo_batch.engine.synth import plan_studies, write_studies
+from mammo_batch.synth import plan_studies, write_studies
 from mammo_batch.train.cache import PreprocessCache
 from mammo_batch.train.dataset_index import build_index
 from mammo_batch.train.folds import make_folds, read_folds, write_folds

@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 
 from mammo_batch.engine.cli.options import parse_size
+from mammo_batch.train.init_weights import InitWeightsError
 from mammo_batch.train.loop import TrainConfig, train_run
-from mammo_batch.train.models import list_archs
+from mammo_batch.train.models import create_model, list_archs
 
 
 @click.command()
@@ -41,23 +42,29 @@ from mammo_batch.train.models import list_archs
 @click.option("--no-augment", is_flag=True)
 @click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="auto",
               show_default=True, help="Mixed precision on CUDA.")
-@click.option("--init", type=click.Path(exists=True, dir_okay=False),
-              help="Initial weights: a local state dict (loaded with weights_only=True).")
+@click.option("--init", metavar="[FORMAT:]PATH",
+              help="Initial weights: FORMAT:PATH with FORMAT one of mammo-clip, rsna-convnext, mirai, "
+              "seed (docs/importers.md), or a bare path to a state dict (weights_only=True).")
+@click.option("--trust-pickle", is_flag=True,
+              help="Allow reading a whole pickled model (Mirai) with the restricted unpickler: it "
+              "builds no foreign classes and runs no foreign code.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True)
 def train(labels_csv: Path, images: Path, arch: str, size: str, fold: int, n_folds: int,
           folds_csv: Path | None, out: Path, cache_dir: Path | None, epochs: int, batch_size: int,
           accumulate: int, lr: float, weight_decay: float, warmup_epochs: float, balanced: bool,
           ema: float, pos_weight: float, window: str, no_augment: bool, amp: str,
-          init: str | None, seed: int, workers: int) -> None:
+          init: str | None, trust_pickle: bool, seed: int, workers: int) -> None:
     """Finetune one fold model; model selection by study-level AUC on the held-out fold."""
     height, width = parse_size(size)
     config = TrainConfig(arch=arch, height=height, width=width, fold=fold, n_folds=n_folds,
                          epochs=epochs, batch_size=batch_size, accumulate=accumulate, lr=lr,
                          weight_decay=weight_decay, warmup_epochs=warmup_epochs, balanced=balanced,
                          ema=ema, pos_weight=pos_weight, seed=seed, workers=workers, window=window,
-                         augment=not no_augment, amp=amp, init=init)
+                         augment=not no_augment, amp=amp, init=init, trust_pickle=trust_pickle)
     logging.getLogger("mammo_batch.train").setLevel(logging.INFO)
+    if init:
+        _check_init(init, arch, trust_pickle)
     try:
         summary = train_run(config, labels_csv, images, out, cache_dir or out.parent / "cache",
                             folds_csv)
@@ -65,3 +72,12 @@ def train(labels_csv: Path, images: Path, arch: str, size: str, fold: int, n_fol
         raise click.UsageError(str(exc)) from None
     click.echo(f"fold {fold}: best study AUC {summary['val_study_auc']:.3f} at epoch "
                f"{summary['best_epoch'] + 1}; run in {out}")
+
+
+def _check_init(spec: str, arch: str, trust_pickle: bool) -> None:
+    """Read and fit the initial weights before any preprocessing: a bad file exits 2 at once."""
+    try:
+        create_model(arch, init=spec, trust_pickle=trust_pickle)
+    except InitWeightsError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        raise SystemExit(2) from None

@@ -1,41 +1,35 @@
-"""Initial weights for a RecallNet's backbone from a local checkpoint (`train --init PATH`).
+"""Initial weights for a RecallNet's backbone from a local checkpoint (`train --init [FORMAT:]PATH`).
 
-    report = load_init(net, Path("pretrained.pth"))       # importer="auto"
+    report = load_init(net, Path("b2-model-best-epoch-10.tar"), importer="mammo-clip")
     print(report.summary())
 
-Checkpoints are read with `torch.load(weights_only=True)` only: a file that needs arbitrary
-classes unpickled (say a whole pickled nn.Module) is refused, never loaded unsafely, because
-unpickling runs code from the file. Keys that do not fit the backbone (another head, another
-number of classes) are skipped and reported rather than crashing the run.
+The file is read by an importer (train/importers/, one per format). Checkpoints are read with
+`torch.load(weights_only=True)`, plus a few harmless globals a format needs; a whole pickled
+model (Mirai) only through the restricted unpickler, and only with trust_pickle.
+
+`auto` (a plain or nested state dict) is lenient: keys that do not fit are skipped and
+reported. A named format is strict: every tensor must land on a backbone parameter of the
+same shape, and every backbone parameter but the classifier head must get one; otherwise
+InitWeightsError names the file and the keys (a wrong --arch, a truncated or foreign file).
 """
 
 from __future__ import annotations
 
 import logging
-import pickle
-import re
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import torch
+from mammo_batch.train.importers import IMPORTERS, ImportedWeights, InitWeightsError, parse_init
+from mammo_batch.train.importers.common import read_checkpoint
 
 if TYPE_CHECKING:  # models.py imports this module lazily; avoid a cycle at import time
+    from torch import nn
+
     from mammo_batch.train.models import RecallNet
 
 log = logging.getLogger(__name__)
-
-# Where trainers keep the weights inside a checkpoint dict, best first: EMA weights are the
-# ones a timm / RSNA-style run selects, then the plain ones, then our own last.pt's "model".
-NESTED_KEYS = ("state_dict_ema", "state_dict", "model")
-# Wrappers that prefix parameter names: DataParallel/DDP ("module."), Lightning or a
-# RecallNet-like wrapper ("model.", "backbone."). Stripped repeatedly, e.g. "module.model.".
-PREFIXES = ("module.", "model.", "backbone.")
-
-
-class InitWeightsError(ValueError):
-    """The checkpoint cannot be used as initial weights (missing, unsafe or not weights)."""
+SHOWN = 5  # keys listed in a message
 
 
 @dataclass
@@ -44,123 +38,101 @@ class InitReport:
 
     path: Path
     source: str  # where the weights were in the file: "state_dict_ema", ..., or "top level"
+    importer: str = "auto"
     loaded: list[str] = field(default_factory=list)  # backbone keys that got checkpoint values
-    missing: list[str] = field(default_factory=list)  # backbone keys the checkpoint lacks
+    missing: list[str] = field(default_factory=list)  # backbone keys that got no checkpoint value
     unexpected: list[str] = field(default_factory=list)  # checkpoint keys the backbone lacks
     # checkpoint keys whose shape differs from the backbone's: (key, checkpoint, backbone shape)
     mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+    mapped: int = 0  # tensors the format's key map renamed
+    ignored: list[str] = field(default_factory=list)  # checkpoint tensors the format leaves out
+    notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        text = (f"{self.path} ({self.source}): {len(self.loaded)} tensors loaded, "
-                f"{len(self.missing)} missing, {len(self.unexpected)} unexpected, "
-                f"{len(self.mismatched)} shape-mismatched (skipped)")
+        text = (f"{self.path} ({self.importer}, {self.source}): {len(self.loaded)} tensors loaded "
+                f"({self.mapped} renamed), {len(self.missing)} missing, {len(self.unexpected)} "
+                f"unexpected, {len(self.mismatched)} shape-mismatched (skipped), "
+                f"{len(self.ignored)} left out by the format")
         if self.mismatched:
-            shown = [f"{key} {ckpt} vs {own}" for key, ckpt, own in self.mismatched[:5]]
-            text += "; mismatched: " + ", ".join(shown) + (", ..." if len(self.mismatched) > 5 else "")
+            shown = [f"{key} {ckpt} vs {own}" for key, ckpt, own in self.mismatched[:SHOWN]]
+            text += "; mismatched: " + ", ".join(shown) + (", ..." if len(self.mismatched) > SHOWN else "")
+        if self.notes:
+            text += "; " + "; ".join(self.notes)
         return text
 
 
-@dataclass
-class ImportedWeights:
-    """An importer's result: tensors named as the backbone names them, and where they came from."""
+def load_init(model: RecallNet, path: Path, importer: str = "auto", *, trust_pickle: bool = False,
+              arch: str | None = None) -> InitReport:
+    """Load the checkpoint at `path` into `model.backbone` with `importer` and report what fitted.
 
-    state_dict: dict[str, torch.Tensor]
-    source: str
-
-
-def auto_import(path: Path) -> ImportedWeights:
-    """A plain state dict, or one nested under state_dict_ema / state_dict / model; prefixes stripped."""
-    checkpoint = read_checkpoint(path)
-    weights, source = _unwrap(checkpoint, path)
-    tensors = {_strip_prefixes(k): v for k, v in weights.items() if isinstance(v, torch.Tensor)}
-    if not tensors:
-        raise InitWeightsError(f"{path}: no tensors found ({source}); expected a state dict "
-                               "(parameter name -> tensor)")
-    return ImportedWeights(tensors, source)
-
-
-# Importer name -> function(path) -> ImportedWeights. Only "auto" exists now. Format-specific
-# importers plug in here (a later issue): "mammo-clip" (renames lukemelas EfficientNet keys
-# under `image_encoder.` to timm's tf_efficientnet names), "rsna" (timm ConvNeXt-S checkpoints;
-# "auto" already reads them) and "mirai" (a pickled nn.Module: its tensors extracted with a
-# restricted unpickler behind an explicit trust option, never torch.load without weights_only).
-IMPORTERS: dict[str, Callable[[Path], ImportedWeights]] = {"auto": auto_import}
-
-
-def load_init(model: RecallNet, path: Path, importer: str = "auto") -> InitReport:
-    """Load the checkpoint at `path` into `model.backbone` (strict=False) and report what fitted.
-
-    Tensors whose shape differs from the backbone's (a 1000-class ImageNet head, say) are
-    skipped and listed in `InitReport.mismatched`; the rest is loaded.
+    `arch` (the model's `create_model` name), when given, must be the one a named format's
+    weights belong to (Mammo-CLIP B2 -> tf_efficientnet_b2, ...).
     """
     if importer not in IMPORTERS:
         raise ValueError(f"unknown importer {importer!r}; choose one of {', '.join(IMPORTERS)}")
     path = Path(path)
-    imported = IMPORTERS[importer](path)
-    own = model.backbone.state_dict()
-    report = InitReport(path=path, source=imported.source)
-    usable = {}
+    imported = IMPORTERS[importer](path, trust_pickle=trust_pickle)
+    if arch is not None and imported.arch is not None and imported.arch != arch:
+        raise InitWeightsError(f"{path}: {importer} weights for --arch {imported.arch}, not {arch}")
+    report = _fit(model.backbone, imported, path, importer)
+    if importer != "auto":
+        _require_complete(report, _head_keys(model.backbone), path)
+    usable = {k: imported.state_dict[k] for k in report.loaded}
+    model.backbone.load_state_dict(usable, strict=False)
+    log.info("initial weights: %s", report.summary())
+    return report
+
+
+def load_init_spec(model: RecallNet, spec: str | Path, *, trust_pickle: bool = False,
+                   arch: str | None = None) -> InitReport:
+    """`load_init` from a "FORMAT:PATH" spec (a bare path is "auto")."""
+    importer, path = parse_init(spec)
+    return load_init(model, path, importer, trust_pickle=trust_pickle, arch=arch)
+
+
+def _fit(backbone: nn.Module, imported: ImportedWeights, path: Path, importer: str) -> InitReport:
+    own = backbone.state_dict()
+    report = InitReport(path=path, source=imported.source, importer=importer, mapped=imported.mapped,
+                        ignored=imported.ignored, notes=imported.notes)
     for key, tensor in imported.state_dict.items():
         if key not in own:
             report.unexpected.append(key)
         elif tensor.shape != own[key].shape:
             report.mismatched.append((key, tuple(tensor.shape), tuple(own[key].shape)))
         else:
-            usable[key] = tensor
-    result = model.backbone.load_state_dict(usable, strict=False)
-    report.loaded = sorted(usable)
-    report.missing = sorted(result.missing_keys)
-    log.info("initial weights: %s", report.summary())
+            report.loaded.append(key)
+    report.loaded.sort()
+    report.missing = sorted(set(own) - set(report.loaded))  # mismatched ones included
     return report
 
 
-def read_checkpoint(path: Path) -> Any:
-    """torch.load with weights_only=True, with errors that say what to do instead."""
-    if not path.is_file():
-        raise InitWeightsError(f"{path}: no such checkpoint file")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        # weights_only met something other than tensors and containers. Torch's own message
-        # suggests weights_only=False; we never do that: unpickling runs the file's code.
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
-        what = f"it contains a pickled {found.group(1)}" if found else _unpickler_detail(e)
-        raise InitWeightsError(
-            f"{path}: refused by torch.load(weights_only=True) ({what}). It must be a plain state "
-            "dict (parameter name -> tensor, possibly under 'state_dict_ema', 'state_dict' or "
-            "'model'), not a pickled model or other objects: re-save it where it was made with "
-            "torch.save(model.state_dict(), path)") from None
-    except (RuntimeError, OSError, EOFError) as e:
-        raise InitWeightsError(f"{path}: cannot read as a torch checkpoint: {e}") from None
+def _require_complete(report: InitReport, head: set[str], path: Path) -> None:
+    """A named format must cover the backbone (the head may stay fresh) and nothing else."""
+    problems = []
+    if report.unexpected:
+        problems.append(f"{len(report.unexpected)} unexpected keys ({_some(report.unexpected)})")
+    wrong = [f"{k} {c} vs {o}" for k, c, o in report.mismatched if k not in head]
+    if wrong:
+        problems.append(f"{len(wrong)} shape mismatches, checkpoint vs model ({_some(wrong)})")
+    missing = [k for k in report.missing if k not in head]
+    if missing:
+        problems.append(f"{len(missing)} model keys missing from the checkpoint ({_some(missing)})")
+    if problems:
+        raise InitWeightsError(f"{path}: does not fit the model (wrong --arch or a damaged file?): "
+                               + "; ".join(problems))
 
 
-def _unwrap(checkpoint: Any, path: Path) -> tuple[Mapping[str, Any], str]:
-    """The state dict inside a checkpoint, and where it was found."""
-    if not isinstance(checkpoint, Mapping):
-        raise InitWeightsError(f"{path}: expected a dict (a state dict), found {type(checkpoint).__name__}")
-    for key in NESTED_KEYS:
-        nested = checkpoint.get(key)
-        if isinstance(nested, Mapping) and nested:
-            return nested, key
-    return checkpoint, "top level"
+def _head_keys(backbone: nn.Module) -> set[str]:
+    """The classifier's state-dict keys: a format may bring its own head or leave it fresh."""
+    classifier = backbone.get_classifier() if hasattr(backbone, "get_classifier") else None
+    for name, module in backbone.named_modules():
+        if module is classifier:
+            return {f"{name}.{key}" for key in module.state_dict()}
+    return set()
 
 
-def _unpickler_detail(error: Exception) -> str:
-    """The one informative line of torch's weights_only error (after "WeightsUnpickler error:")."""
-    text = str(error)
-    marker = "WeightsUnpickler error:"
-    if marker in text:
-        rest = [line.strip() for line in text.split(marker, 1)[1].splitlines() if line.strip()]
-        if rest:
-            return rest[0]
-    return text.splitlines()[0] if text else type(error).__name__
+def _some(keys: list[str]) -> str:
+    return ", ".join(keys[:SHOWN]) + (", ..." if len(keys) > SHOWN else "")
 
 
-def _strip_prefixes(key: str) -> str:
-    stripped = True
-    while stripped:
-        stripped = False
-        for prefix in PREFIXES:
-            if key.startswith(prefix):
-                key, stripped = key[len(prefix):], True
-    return key
+__all__ = ["IMPORTERS", "InitReport", "InitWeightsError", "load_init", "load_init_spec", "read_checkpoint"]

@@ -31,7 +31,7 @@ from mammo_batch.train.models import create_model
 log = logging.getLogger("mammo_batch.train")
 
 METRIC_COLUMNS = ["epoch", "train_loss", "val_loss", "val_image_auc", "val_study_auc", "lr",
-                  "seconds", "images_per_s"]
+                  "seconds", "images_per_s", "train_positive_share", "optimizer_steps"]
 
 
 @dataclass
@@ -57,7 +57,8 @@ class TrainConfig:
     dtype: str = "uint8"
     augment: bool = True
     amp: str = "auto"  # auto | bf16 | fp16 | off (CUDA only)
-    init: str | None = None
+    init: str | None = None  # "FORMAT:PATH" or a state dict path (train/importers)
+    trust_pickle: bool = False  # let the restricted unpickler read a pickled model (Mirai)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -102,7 +103,7 @@ def train_run(config: TrainConfig, labels_csv: Path, images: Path, out: Path, ca
     _check_same_run(out, config)
     _write_config(out, config, labels_csv, images, items)
 
-    model = create_model(config.arch, config.dtype, Path(config.init) if config.init else None)
+    model = create_model(config.arch, config.dtype, config.init, trust_pickle=config.trust_pickle)
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_items) / (config.batch_size * config.accumulate))
@@ -115,7 +116,8 @@ def train_run(config: TrainConfig, labels_csv: Path, images: Path, out: Path, ca
 
     for epoch in range(state["epoch"] + 1, config.epochs):
         start = time.monotonic()
-        train_loss = _train_epoch(model, loader, optimizer, scheduler, ema, config, epoch, device)
+        train_loss, positive_share, steps = _train_epoch(model, loader, optimizer, scheduler, ema, config,
+                                                         epoch, device)
         seconds = time.monotonic() - start
         evaluated = ema.module if ema is not None else model
         probs, val_loss = predict(evaluated, val_items, cache, config, device)
@@ -126,6 +128,7 @@ def train_run(config: TrainConfig, labels_csv: Path, images: Path, out: Path, ca
                                        [i.laterality for i in val_items], probs, targets),
             "lr": optimizer.param_groups[0]["lr"], "seconds": round(seconds, 2),
             "images_per_s": round(len(train_items) / seconds, 1),
+            "train_positive_share": round(positive_share, 4), "optimizer_steps": steps,
         }
         _append_metrics(out / "metrics.csv", row)
         log.info("fold %d epoch %d/%d: loss %.4f val loss %.4f image AUC %.3f study AUC %.3f "
@@ -163,12 +166,14 @@ def predict(model, items: list[ViewItem], cache: PreprocessCache, config: TrainC
 
 
 def _train_epoch(model, loader, optimizer, scheduler, ema, config: TrainConfig, epoch: int,
-                 device) -> float:
+                 device) -> tuple[float, float, int]:
+    """One epoch; returns the mean loss, the share of positive samples drawn and the optimizer steps
+    (recorded in metrics.csv, so that balanced sampling and accumulation can be checked)."""
     model.train()
     generator = torch.Generator().manual_seed(config.seed * 1000 + epoch)  # resumable
     loader.sampler.generator = generator  # the epoch's order depends on (seed, epoch) only
     autocast, scaler = _amp(config, device)
-    total, count = 0.0, 0
+    total, count, positives, steps = 0.0, 0, 0, 0
     optimizer.zero_grad(set_to_none=True)
     for step, (x, y, _) in enumerate(loader):
         x = augment(x, FULL_SCALE[config.dtype], generator) if config.augment else x.float()
@@ -180,10 +185,13 @@ def _train_epoch(model, loader, optimizer, scheduler, ema, config: TrainConfig, 
         scaler.scale(loss / config.accumulate).backward()
         if (step + 1) % config.accumulate == 0:
             _optimizer_step(model, optimizer, scaler, scheduler, ema)
+            steps += 1
         total, count = total + loss.item() * len(y), count + len(y)
+        positives += int((y > 0.5).sum())
     if count and (step + 1) % config.accumulate:
         _optimizer_step(model, optimizer, scaler, scheduler, ema)
-    return total / max(1, count)
+        steps += 1
+    return total / max(1, count), positives / max(1, count), steps
 
 
 def _optimizer_step(model, optimizer, scaler, scheduler, ema) -> None:

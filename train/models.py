@@ -71,14 +71,31 @@ def _tiny() -> nn.Module:
     return TinyNet(in_chans=3, num_classes=1)
 
 
+def _mammo_clip(variant: str) -> Callable[[], nn.Module]:
+    """Mammo-CLIP's EfficientNet as the seed finetuned it (train/lukemelas_efficientnet.py)."""
+
+    def build() -> nn.Module:
+        from mammo_batch.train.lukemelas_efficientnet import mammo_clip_efficientnet
+
+        return mammo_clip_efficientnet(variant)
+
+    build.__doc__ = f"timm tf_efficientnet_{variant} with lukemelas' fixed pads and the seed's head"
+    return build
+
+
 # name -> factory of the bare backbone (3-channel input, one logit out).
 ARCHS: dict[str, Callable[[], nn.Module]] = {
     "tiny": _tiny,
     "resnet18": _timm("resnet18"),
     "efficientnet_b2": _timm("tf_efficientnet_b2"),
     "efficientnet_b5": _timm("tf_efficientnet_b5"),
-    # global max pooling, as the RSNA 2023 winner's ConvNeXt-S (docs/training.md)
+    # global max pooling, as the RSNA 2023 winner's ConvNeXt-S (docs/training.md); with one
+    # output this is also the seed's FineTuneRSNA
     "convnext_small": _timm("convnext_small", global_pool="max"),
+    # Mammo-CLIP's encoders, exactly (fixed "same" pads of lukemelas' code, BN momentum 0.01),
+    # with the seed's MLP head: the seed's FineTuneMammoClip
+    "tf_efficientnet_b2": _mammo_clip("b2"),
+    "tf_efficientnet_b5": _mammo_clip("b5"),
 }
 
 
@@ -130,20 +147,23 @@ class ProbabilityModel(nn.Module):
         return torch.sigmoid(self.net(image).to(torch.float32))
 
 
-def create_model(arch: str, input_dtype: str = "uint8", init: Path | None = None, *,
-                 mean: float | Sequence[float] = 0.5, std: float | Sequence[float] = 0.5) -> RecallNet:
+def create_model(arch: str, input_dtype: str = "uint8", init: str | Path | None = None, *,
+                 mean: float | Sequence[float] = 0.5, std: float | Sequence[float] = 0.5,
+                 trust_pickle: bool = False) -> RecallNet:
     """Build `arch` (one of `list_archs()`) as a RecallNet, optionally with weights from `init`.
 
-    `init` is a local state dict loaded with `mammo_batch.train.init_weights.load_init`
-    (weights_only: nothing is unpickled); keys that do not fit are skipped and logged there.
+    `init` is "FORMAT:PATH" (a format of `mammo_batch.train.importers.IMPORTERS`: mammo-clip,
+    rsna-convnext, mirai, seed) or a bare path to a state dict ("auto"), loaded by
+    `mammo_batch.train.init_weights.load_init_spec`; `trust_pickle` lets the restricted
+    unpickler read a whole pickled model (Mirai).
     """
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(list_archs())}")
     net = RecallNet(ARCHS[arch](), input_dtype=input_dtype, mean=mean, std=std)
     if init is not None:
-        from mammo_batch.train.init_weights import load_init  # init_weights imports this module
+        from mammo_batch.train.init_weights import load_init_spec  # init_weights imports this module
 
-        load_init(net, Path(init))
+        load_init_spec(net, init, trust_pickle=trust_pickle, arch=arch)
     return net
 
 

@@ -4,10 +4,12 @@
     bundle.id, bundle.settings, bundle.sizes, bundle.members[0].input_size
 
 Files: model.py (the dataclasses), load.py (parsing and validation), fields.py (typed JSON
-reads with located errors), checksums.py (sha256), write.py (bundle.json), errors.py.
+reads with located errors), checksums.py (sha256), write.py (bundle.json), document.py (its
+documents, spelled once), errors.py.
 """
 
 from mammo_batch.engine.bundle.checksums import sha256_file
+from mammo_batch.engine.bundle.document import bundle_document, member_document
 from mammo_batch.engine.bundle.errors import BundleError
 from mammo_batch.engine.bundle.load import load_bundle
 from mammo_batch.engine.bundle.model import (
@@ -34,7 +36,9 @@ __all__ = [
     "MemberInput",
     "Preprocess",
     "TensorRTEngine",
+    "bundle_document",
     "load_bundle",
+    "member_document",
     "sha256_file",
     "write_bundle_json",
 ]

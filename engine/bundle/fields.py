@@ -17,12 +17,31 @@ MISSING = object()
 class Fields:
     """One JSON object, the file it came from and where it sits in that file."""
 
-    def __init__(self, data: Any, file: Path, where: str = "") -> None:
+    def __init__(self, data: Any, file: Path, where: str = "", _family: list[Fields] | None = None) -> None:
         self.file = file
         self.where = where
         if not isinstance(data, dict):
             raise self.error(f"expected an object, got {_show(data)}")
         self.data = data
+        self._read: set[str] = set()
+        self._family = [] if _family is None else _family  # every Fields object of one document
+        self._family.append(self)
+
+    def unknown_keys(self) -> list[str]:
+        """Keys of this document that no reader asked for (a typo, or a field of another version)."""
+        return sorted(f._path(key) for f in self._family for key in f.data if key not in f._read)
+
+    def entries(self) -> dict:
+        """All of this object's keys, each counted as read (a map such as file -> sha256)."""
+        self._read.update(self.data)
+        return self.data
+
+    def free_form(self, key: str) -> dict:
+        """An object whose keys are the writer's own (provenance, metrics): returned as it is."""
+        value = self.raw(key, {})
+        if not isinstance(value, dict):
+            raise self.error(f"expected an object, got {_show(value)}", key)
+        return value
 
     def error(self, problem: str, key: str | None = None) -> BundleError:
         location = self._path(key) if key else self.where
@@ -32,6 +51,7 @@ class Fields:
         return key in self.data
 
     def raw(self, key: str, default: Any = MISSING) -> Any:
+        self._read.add(key)
         if key in self.data:
             return self.data[key]
         if default is MISSING:
@@ -39,13 +59,13 @@ class Fields:
         return default
 
     def child(self, key: str, default: Any = MISSING) -> Fields:
-        return Fields(self.raw(key, default), self.file, self._path(key))
+        return Fields(self.raw(key, default), self.file, self._path(key), self._family)
 
     def children(self, key: str) -> list[Fields]:
         items = self.raw(key)
         if not isinstance(items, list):
             raise self.error(f"expected a list, got {_show(items)}", key)
-        return [Fields(item, self.file, f"{self._path(key)}[{i}]") for i, item in enumerate(items)]
+        return [Fields(item, self.file, f"{self._path(key)}[{i}]", self._family) for i, item in enumerate(items)]
 
     def string(self, key: str, default: Any = MISSING, choices: tuple[str, ...] = ()) -> str:
         value = self.raw(key, default)

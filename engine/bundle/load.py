@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
 from mammo_batch.engine.bundle.checksums import verify_file
+from mammo_batch.engine.bundle.document import ORIENTATION_BY_PROFILE
 from mammo_batch.engine.bundle.errors import BundleError
 from mammo_batch.engine.bundle.fields import Fields, is_number
 from mammo_batch.engine.bundle.model import (
@@ -34,13 +36,16 @@ NAME = re.compile(r"[A-Za-z0-9_.-]+")  # also safe in file names and Parquet col
 SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 # What the pixel path delivers for each input dtype (render.as_model_dtype).
 VALUE_RANGES = {dtype: (0.0, float(top)) for dtype, top in FULL_SCALE.items()}
+log = logging.getLogger(__name__)
 WINDOWS = (VOI_DICOM, VOI_MINMAX)
-ORIENTATIONS = ("chest_wall_left",)  # the pixel path puts the chest wall on the left
+ORIENTATIONS = ("chest_wall_left", "as_stored")
+PROFILES = ORIENTATION_BY_PROFILE  # preprocessing profile -> the orientation it produces
 ENSEMBLE_RULES = ("mean",)
 BREAST_RULES = ("mean", "max")
 STUDY_RULES = ("max", "mean", "max-image")
 # Fields that every member must share; sizes (input.height/width) may differ.
-SHARED = ("input.dtype", "input.channels", "preprocess.window", "preprocess.crop", "preprocess.orientation")
+SHARED = ("input.dtype", "input.channels", "preprocess.window", "preprocess.crop", "preprocess.orientation",
+          "preprocess.profile")
 
 
 def load_bundle(path: str | Path) -> Bundle:
@@ -54,6 +59,9 @@ def load_bundle(path: str | Path) -> Bundle:
     top = Fields(_parse_json(raw, file), file)
     _check_format_version(top)
     bundle = _bundle(top, directory, hashlib.sha256(raw).hexdigest())
+    unknown = top.unknown_keys()
+    if unknown:  # a typo (say "preprocesss") would otherwise fall back to a default without a word
+        log.warning("%s: unknown key(s) ignored: %s", file, ", ".join(unknown))
     _check_shared_preprocessing(bundle.members, file)
     for member in bundle.members:
         _check_artifacts(member, directory)
@@ -121,7 +129,7 @@ def _bundle(top: Fields, directory: Path, digest: str) -> Bundle:
             "study": aggregation.string("study", choices=STUDY_RULES),
         },
         threshold=threshold,
-        provenance=top.child("provenance", {}).data,
+        provenance=top.free_form("provenance"),
     )
 
 
@@ -210,20 +218,28 @@ def _input(fields: Fields) -> MemberInput:
 
 
 def _preprocess(fields: Fields) -> Preprocess:
+    profile = fields.string("profile", "mammo-batch", choices=tuple(PROFILES))
+    orientation = fields.string("orientation", choices=ORIENTATIONS)
+    if orientation != PROFILES[profile]:
+        raise fields.error(f"the {profile} profile produces {PROFILES[profile]!r}, got {orientation!r}",
+                           "orientation")
     return Preprocess(
         window=fields.string("window", choices=WINDOWS),
         crop=fields.boolean("crop"),
-        orientation=fields.string("orientation", choices=ORIENTATIONS),
+        orientation=orientation,
+        profile=profile,
     )
 
 
 def _artifacts(fields: Fields) -> Artifacts:
     torch = fields.optional_string("torch")
+    fp16 = fields.optional_string("onnx_fp16")
     engines = fields.children("tensorrt") if fields.raw("tensorrt", None) is not None else []
     return Artifacts(
         onnx=_relative_file(fields, "onnx"),
         torch=None if torch is None else _relative_file(fields, "torch"),
         tensorrt=tuple(_tensorrt(engine) for engine in engines),
+        onnx_fp16=None if fp16 is None else _relative_file(fields, "onnx_fp16"),
     )
 
 
@@ -233,6 +249,8 @@ def _tensorrt(fields: Fields) -> TensorRTEngine:
         compute_capability=fields.string("compute_capability"),
         tensorrt_version=fields.string("tensorrt_version"),
         precision=fields.string("precision"),
+        gpu_name=fields.optional_string("gpu_name") or "",
+        batch_sizes=tuple(int(b) for b in fields.raw("batch_sizes", ())),
     )
 
 
@@ -252,14 +270,14 @@ def _checksums(fields: Fields, artifacts: Artifacts) -> dict[str, str]:
             raise fields.error(f"no checksum for artifact {file!r}")
         if not SHA256.fullmatch(fields.string(file)):
             raise fields.error(f"expected 64 hex digits, got {fields.raw(file)!r}", file)
-    extra = sorted(set(fields.data) - set(files))
+    extra = sorted(set(fields.entries()) - set(files))
     if extra:
         raise fields.error(f"names {', '.join(map(repr, extra))}, not artifacts of this member")
     return {file: fields.data[file].lower() for file in files}
 
 
 def _metrics(fields: Fields) -> dict[str, float]:
-    return {key: fields.number(key) for key in fields.data}
+    return {key: fields.number(key) for key in fields.entries()}
 
 
 def _check_shared_preprocessing(members: tuple[Member, ...], file: Path) -> None:
@@ -288,8 +306,13 @@ def _get(member: Member, dotted: str) -> object:
 
 
 def _check_artifacts(member: Member, directory: Path) -> None:
+    inside = directory.resolve()
     for name in member.artifacts.files():
         path = directory / name
+        # A symlink (of the file or of a folder on its way) may lead out of the bundle: refuse it.
+        if path.exists() and not path.resolve().is_relative_to(inside):
+            raise BundleError(f"{path}: artifact of member {member.name!r} resolves to "
+                              f"{path.resolve()}, outside the bundle directory {inside}")
         if not path.is_file():
             raise BundleError(f"{path}: missing artifact of member {member.name!r} (named in {BUNDLE_FILE})")
         verify_file(path, member.sha256[name])

@@ -32,7 +32,10 @@ class Preprocess:
 
     window: str  # dicom | minmax
     crop: bool
-    orientation: str  # chest_wall_left: what the pixel path produces
+    orientation: str  # chest_wall_left (mammo-batch profile) | as_stored (seed profile: no flip)
+    # mammo-batch: the engine's pixel path; seed: engine/pixels/seed_profile.py (window and
+    # crop are then not used), for models trained on the seed's pixels
+    profile: str = "mammo-batch"
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,8 @@ class TensorRTEngine:
     compute_capability: str  # e.g. "9.0" for an H100
     tensorrt_version: str  # e.g. "10.3.0"
     precision: str  # e.g. "fp16"
+    gpu_name: str = ""  # e.g. "NVIDIA H100 80GB HBM3" (informative; matching uses the two fields above)
+    batch_sizes: tuple[int, ...] = ()  # the optimization profile's (min, opt, max) batch
 
 
 @dataclass(frozen=True)
@@ -52,10 +57,11 @@ class Artifacts:
     onnx: str
     torch: str | None = None  # a torch.export archive (.pt2)
     tensorrt: tuple[TensorRTEngine, ...] = ()
+    onnx_fp16: str | None = None  # FP16 ONNX (FP32 islands): what TensorRT engines are built from
 
     def files(self) -> list[str]:
         """Every artifact file named, in a stable order."""
-        names = [self.onnx] + ([self.torch] if self.torch else [])
+        names = [self.onnx] + ([self.torch] if self.torch else []) + ([self.onnx_fp16] if self.onnx_fp16 else [])
         return names + [engine.file for engine in self.tensorrt]
 
 
@@ -125,7 +131,7 @@ class Bundle:
         """The pixel path's settings, shared by all members (load checked that they agree)."""
         first = self.members[0]
         return PreprocessSettings(window=first.preprocess.window, crop=first.preprocess.crop,
-                                  dtype=first.input.dtype)
+                                  dtype=first.input.dtype, profile=first.preprocess.profile)
 
     @property
     def sizes(self) -> list[tuple[int, int]]:

@@ -10,6 +10,7 @@ from mammo_batch import __version__
 from mammo_batch.engine.cli.bundle import bundle
 from mammo_batch.engine.cli.inspect import inspect
 from mammo_batch.engine.cli.preview import preview
+from mammo_batch.engine.cli.report import report
 from mammo_batch.engine.cli.score import score_command
 from mammo_batch.engine.cli.synth import synth
 
@@ -31,6 +32,7 @@ cli.add_command(inspect)
 cli.add_command(preview)
 cli.add_command(synth)
 cli.add_command(bundle)
+cli.add_command(report)
 
 
 def main() -> None:

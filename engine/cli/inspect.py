@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator
 
 import click
 
@@ -15,9 +16,9 @@ from mammo_batch.engine.cli.options import (
     workers_option,
 )
 from mammo_batch.engine.dicom import discover
-from mammo_batch.engine.dicom.policy import REASONS
+from mammo_batch.engine.dicom.policy import REASONS, STUDY_REASONS
 from mammo_batch.engine.dicom.record import ViewRecord
-from mammo_batch.engine.studies import Study, group_studies
+from mammo_batch.engine.studies import Study, plan_studies
 
 
 @click.command()
@@ -31,54 +32,88 @@ def inspect(
 ) -> None:
     """Read DICOM headers under PATHS, group them into studies and report what will be scored."""
     start = time.perf_counter()
-    records = discover(paths, views=parse_views(view_filter), workers=workers)
-    studies, orphans = group_studies(records, study_key)
-    seconds = time.perf_counter() - start
-    summary = summarize(records, studies, orphans, seconds)
+    catalog = discover(paths, views=parse_views(view_filter), workers=workers)
+    plan = plan_studies(catalog, study_key)
+    summary = Summary()
+    studies = []
+    for study in plan.studies():  # one pass; each study's views carry their final reasons
+        summary.add_study(study)
+        if as_json:
+            studies.append(_study_json(study))
+    orphans = [r.to_dict() for r in summary.add_orphans(plan.orphans())]
+    report = summary.finish(time.perf_counter() - start)
     if as_json:
-        document = {
-            "summary": summary,
-            "studies": [_study_json(s) for s in studies],
-            "unassigned": [r.to_dict() for r in orphans],
-        }
-        click.echo(json.dumps(document, indent=2))
+        click.echo(json.dumps({"summary": report, "studies": studies, "unassigned": orphans}, indent=2))
     else:
-        click.echo(render(summary))
+        click.echo(render(report))
 
 
-def summarize(
-    records: list[ViewRecord], studies: list[Study], orphans: list[ViewRecord], seconds: float
-) -> dict:
-    scorable = [r for r in records if r.scorable]
-    status = Counter(r.status for r in records)
-    per_study = Counter(len(s.scorable) for s in studies)
-    breasts = Counter("+".join(s.breasts()) or "none" for s in studies)
-    problems = Counter(r.reason for r in records if r.reason)
-    examples = {}
-    for r in records:
-        if r.reason and r.reason not in examples:
-            examples[r.reason] = r.path
-    return {
-        "files": len(records),
-        "seconds": round(seconds, 3),
-        "files_per_second": round(len(records) / seconds, 1) if seconds > 0 else None,
-        "status": dict(status),
-        "studies": len(studies),
-        "studies_without_scorable_views": sum(1 for s in studies if not s.scorable),
-        "files_without_study": len(orphans),
-        "views_per_study": dict(sorted(per_study.items())),
-        "breasts": dict(breasts.most_common()),
-        "views": dict(Counter(r.view or "?" for r in scorable).most_common()),
-        "lateralities": dict(Counter(r.laterality for r in scorable).most_common()),
-        "vendors": dict(Counter(r.manufacturer or "?" for r in scorable).most_common()),
-        "transfer_syntaxes": dict(Counter(_syntax_name(r.transfer_syntax) for r in records
-                                          if r.transfer_syntax).most_common()),
-        "photometric": dict(Counter(r.photometric for r in scorable).most_common()),
-        "problems": {
-            reason: {"count": n, "meaning": REASONS.get(reason, ""), "example": examples[reason]}
-            for reason, n in problems.most_common()
-        },
-    }
+class Summary:
+    """Counts over every file (through its study, or as a file of no study), in one pass."""
+
+    def __init__(self) -> None:
+        self.c: dict[str, Counter] = {name: Counter() for name in (
+            "status", "per_study", "breasts", "views", "lateralities", "vendors", "syntaxes",
+            "photometric", "problems", "study_problems")}
+        self.examples: dict[str, str] = {}
+        self.files = self.studies = self.empty_studies = self.orphans = 0
+
+    def add_study(self, study: Study) -> None:
+        self.studies += 1
+        self.empty_studies += not study.scorable
+        self.c["per_study"][len(study.scorable)] += 1
+        self.c["breasts"]["+".join(study.breasts()) or "none"] += 1
+        if study.reason:
+            self.c["study_problems"][study.reason] += 1
+        for record in study.views:
+            self._add(record)
+
+    def add_orphans(self, records: Iterable[ViewRecord]) -> Iterator[ViewRecord]:
+        for record in records:
+            self.orphans += 1
+            self._add(record)
+            yield record
+
+    def _add(self, r: ViewRecord) -> None:
+        self.files += 1
+        self.c["status"][r.status] += 1
+        if r.reason:
+            self.c["problems"][r.reason] += 1
+            self.examples.setdefault(r.reason, r.path)
+        if r.transfer_syntax:
+            self.c["syntaxes"][_syntax_name(r.transfer_syntax)] += 1
+        if r.scorable:
+            self.c["views"][r.view or "?"] += 1
+            self.c["lateralities"][r.laterality] += 1
+            self.c["vendors"][r.manufacturer or "?"] += 1
+            self.c["photometric"][r.photometric] += 1
+
+    def finish(self, seconds: float) -> dict:
+        c = self.c
+        return {
+            "files": self.files,
+            "seconds": round(seconds, 3),
+            "files_per_second": round(self.files / seconds, 1) if seconds > 0 else None,
+            "status": dict(c["status"]),
+            "studies": self.studies,
+            "studies_without_scorable_views": self.empty_studies,
+            "files_without_study": self.orphans,
+            "views_per_study": dict(sorted(c["per_study"].items())),
+            "breasts": dict(c["breasts"].most_common()),
+            "views": dict(c["views"].most_common()),
+            "lateralities": dict(c["lateralities"].most_common()),
+            "vendors": dict(c["vendors"].most_common()),
+            "transfer_syntaxes": dict(c["syntaxes"].most_common()),
+            "photometric": dict(c["photometric"].most_common()),
+            "problems": {
+                reason: {"count": n, "meaning": REASONS.get(reason, ""), "example": self.examples[reason]}
+                for reason, n in c["problems"].most_common()
+            },
+            "study_problems": {
+                reason: {"count": n, "meaning": STUDY_REASONS[reason]}
+                for reason, n in c["study_problems"].most_common()
+            },
+        }
 
 
 def _syntax_name(uid: str) -> str:
@@ -91,6 +126,7 @@ def _syntax_name(uid: str) -> str:
 def _study_json(study: Study) -> dict:
     return {
         "key": study.key,
+        "reason": study.reason,
         "patient_id": study.patient_id,
         "accession_number": study.accession_number,
         "study_instance_uid": study.study_instance_uid,
@@ -117,9 +153,11 @@ def render(summary: dict) -> str:
         "  transfer syntax: " + _counts(summary["transfer_syntaxes"]),
     ]
     if summary["problems"]:
-        lines.append("Not scored:")
+        lines.append("Not scored, or scored with a warning:")
         for reason, info in summary["problems"].items():
             lines.append(f"  {info['count']:>6}  {reason}: {info['meaning']}  (e.g. {info['example']})")
+    for reason, info in summary["study_problems"].items():
+        lines.append(f"  {info['count']:>6}  studies {reason}: {info['meaning']}")
     return "\n".join(lines)
 
 

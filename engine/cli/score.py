@@ -10,8 +10,9 @@ from pathlib import Path
 
 import click
 
-from mammo_batch.engine.api import EXIT_USAGE, ScoreOptions, ScoreSummary, ScoreUsageError, score
+from mammo_batch.engine.api import EXIT_CRASH, EXIT_USAGE, ScoreOptions, ScoreSummary, ScoreUsageError, score
 from mammo_batch.engine.cli.options import parse_views, study_key_option, view_filter_option, workers_option
+from mammo_batch.engine.dicom.decoders import DECODERS
 from mammo_batch.engine.results.aggregate import BREAST_AGGS, STUDY_AGGS
 from mammo_batch.engine.runtimes import CHOICES as RUNTIMES
 
@@ -29,6 +30,8 @@ MODELS_ENV = "MAMMO_BATCH_MODELS"
               help="Also write views.parquet: one row per file seen, with per-member probabilities.")
 @click.option("--runtime", type=click.Choice(RUNTIMES), default="auto",
               show_default=True, help="Inference runtime; auto says which one it picked.")
+@click.option("--decoder", type=click.Choice(DECODERS), default="auto", show_default=True,
+              help="Pixel decoder; auto = nvimgcodec on a GPU where installed, else cpu (it says which).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="Inference threads (default: one per core).")
@@ -43,14 +46,16 @@ MODELS_ENV = "MAMMO_BATCH_MODELS"
               help="Write a journal part after this many completed studies.")
 @click.option("--time-limit", "time_limit_s", type=click.FloatRange(min=1), default=300.0, show_default=True,
               help="Seconds one file may take to decode and prepare before it is failed.")
+@click.option("--report", "report_out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the nightly report: one self-contained HTML page (see `mammo-batch report`).")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @study_key_option
 @view_filter_option
 @workers_option
 def score_command(paths, out: Path, models: Path, views_out: Path | None, runtime: str, batch_size: int,
                   threads: int | None, breast_agg: str | None, study_agg: str | None, threshold: float | None,
-                  rescore: bool, flush_every: int, time_limit_s: float, quiet: bool, study_key: str,
-                  view_filter: str | None, workers: int) -> None:
+                  rescore: bool, flush_every: int, time_limit_s: float, report_out: Path | None, quiet: bool,
+                  study_key: str, view_filter: str | None, workers: int, decoder: str) -> None:
     """Score every study under PATHS with the ensemble in --models and write --out.
 
     Exit status: 0 all studies ok, 3 finished with failed or partial studies,
@@ -60,12 +65,16 @@ def score_command(paths, out: Path, models: Path, views_out: Path | None, runtim
                            batch_size=batch_size, breast_agg=breast_agg, study_agg=study_agg,
                            threshold=threshold, study_key=study_key, view_filter=parse_views(view_filter),
                            rescore=rescore, flush_every=flush_every, time_limit_s=time_limit_s,
-                           progress=not quiet)
+                           report_out=report_out, progress=not quiet, decoder=decoder)
     try:
         summary = score(paths, out=out, models=models, options=options)
     except ScoreUsageError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
+    except OSError as exc:  # disk full, output volume gone: the previous outputs are intact (atomic writes)
+        click.echo(f"Error: cannot write the results: {exc.strerror or exc} ({exc.filename or out}); the "
+                   "previous outputs are unchanged and a rerun resumes from the journal", err=True)
+        sys.exit(EXIT_CRASH)
     click.echo(describe(summary), err=True)
     sys.exit(summary.exit_code)
 
@@ -82,7 +91,8 @@ def describe(summary: ScoreSummary) -> str:
     if not_seen:
         lines.append(f"{not_seen} studies in {summary.out} were not found by this run (files gone or other "
                      "paths): kept, with their last_seen time")
-    lines.append(f"wrote {summary.out}" + (f" and {summary.views_out}" if summary.views_out else ""))
+    written = [summary.out] + [p for p in (summary.views_out, summary.report_out) if p is not None]
+    lines.append("wrote " + ", ".join(map(str, written)))
     if summary.interrupted:
         lines.append(f"stopped by {summary.interrupted}: the studies scored so far are saved; "
                      "rerun the same command to finish")

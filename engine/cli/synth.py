@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from mammo_batch.engine.synth import LAYOUTS, VARIANTS, write_studies
+from mammo_batch.synth import LAYOUTS, VARIANTS, write_studies
+from mammo_batch.synth.variants import EXTRA_VARIANTS
 
 
 def _size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:
@@ -70,9 +71,9 @@ def _size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, 
 @click.option(
     "--variant",
     "variants",
-    type=click.Choice(VARIANTS),
+    type=click.Choice(VARIANTS + EXTRA_VARIANTS),
     multiple=True,
-    help="Only these vendor-like variants (repeatable; default: all).",
+    help="Only these vendor-like variants (repeatable; default: all but htj2k, which needs imagecodecs).",
 )
 @click.option(
     "--workers",

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import os
+import re
+import stat
 import warnings
 from functools import cache
 
 import pydicom
 from pydicom import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 from pydicom.pixels import get_decoder
 
-from mammo_batch.engine.dicom.policy import DICOMDIR_CLASS, fail, skip
+from mammo_batch.engine.dicom.policy import DICOMDIR_CLASS, MAX_PIXELS, fail, is_image_class, skip
+from mammo_batch.engine.dicom.quiet import Captured, captured, safe_error
 from mammo_batch.engine.dicom.record import ViewRecord
 from mammo_batch.engine.dicom.vocabulary import laterality_of, multi_values, view_of
 
@@ -19,36 +23,58 @@ from mammo_batch.engine.dicom.vocabulary import laterality_of, multi_values, vie
 DEFER_BYTES = 4096
 # What pydicom warns when a file ends inside encapsulated (compressed) pixel data.
 TRUNCATION_WARNING = "End of file reached before delimiter"
+UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 
 
 def read_view(path: str | os.PathLike) -> ViewRecord:
-    """Header-only read of `path`. Never raises for bad input: the record says what went wrong."""
+    """Header-only read of `path`. Never raises for bad input: the record says what went wrong.
+
+    Nothing third-party code warns or logs reaches stderr: it is captured here and summarised in
+    the record (reason `header_warnings` on a file that is still scored), in our words.
+    """
     record = ViewRecord(path=str(path))
     try:
-        size = os.path.getsize(path)
+        info = os.stat(path)
     except OSError as exc:
         return fail(record, "unreadable", f"cannot stat file: {exc.strerror}")
-    if size == 0:
+    if not stat.S_ISREG(info.st_mode):
+        return skip(record, "special_file")  # opening a FIFO would block forever
+    if info.st_size == 0:
         return fail(record, "empty_file")
+    with captured() as caught:
+        record = _read(record, info.st_size, caught)
+    if caught and record.scorable:
+        record.note("header_warnings", caught.summary())
+    elif caught:
+        record.detail = f"{record.detail}; {caught.summary()}"
+    return record
+
+
+def _read(record: ViewRecord, size: int, caught: Captured) -> ViewRecord:
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            ds = pydicom.dcmread(path, defer_size=DEFER_BYTES)
+        ds = pydicom.dcmread(record.path, defer_size=DEFER_BYTES)
     except InvalidDicomError:
         return skip(record, "not_dicom")
     except Exception as exc:  # pydicom raises many types for damaged files
-        return fail(record, "unreadable", f"{type(exc).__name__}: {exc}"[:200])
-    if any(TRUNCATION_WARNING in str(w.message) for w in caught):
-        return fail(record, "truncated", "the file ends inside its encapsulated pixel data")
+        return fail(record, "unreadable", safe_error(exc))
+    truncated = caught.contains(TRUNCATION_WARNING)
+    if truncated:  # pydicom hands back an empty dataset then: read the header alone for the identifiers
+        try:
+            ds = pydicom.dcmread(record.path, stop_before_pixels=True)
+        except Exception as exc:
+            return fail(record, "truncated", safe_error(exc))
     try:
-        return _fill(record, ds, size)
+        record = _fill(record, ds, size)
     except Exception as exc:  # a malformed value in an otherwise parseable header
-        return fail(record, "unreadable", f"{type(exc).__name__}: {exc}"[:200])
+        return fail(record, "unreadable", safe_error(exc))
+    if truncated:  # identifiers kept: the failure counts against its study
+        return fail(record, "truncated", "the file ends inside its encapsulated pixel data")
+    return record
 
 
 def _fill(record: ViewRecord, ds: Dataset, file_size: int) -> ViewRecord:
     meta = getattr(ds, "file_meta", Dataset())
-    record.sop_class_uid = str(ds.get("SOPClassUID", "") or meta.get("MediaStorageSOPClassUID", ""))
+    record.sop_class_uid = _text(ds, "SOPClassUID") or _text(meta, "MediaStorageSOPClassUID")
     if record.sop_class_uid == DICOMDIR_CLASS or "DirectoryRecordSequence" in ds:
         return skip(record, "dicomdir")
     record.sop_instance_uid = _text(ds, "SOPInstanceUID")
@@ -58,19 +84,27 @@ def _fill(record: ViewRecord, ds: Dataset, file_size: int) -> ViewRecord:
     record.study_date = _text(ds, "StudyDate")
     record.modality = _text(ds, "Modality").upper()
     record.manufacturer = _text(ds, "Manufacturer")
-    record.transfer_syntax = str(meta.get("TransferSyntaxUID", "") or "")
+    record.transfer_syntax = _text(meta, "TransferSyntaxUID")
     record.photometric = _text(ds, "PhotometricInterpretation").upper()
     record.bits_stored = int(ds.get("BitsStored", 0) or 0)
     record.rows = int(ds.get("Rows", 0) or 0)
     record.columns = int(ds.get("Columns", 0) or 0)
     record.n_frames = int(ds.get("NumberOfFrames", 1) or 1)
     record.presentation_intent = _text(ds, "PresentationIntentType").upper()
-    record.patient_orientation = multi_values(ds, "PatientOrientation")
+    record.patient_orientation = [v for v in multi_values(ds, "PatientOrientation") if _plausible(v, 16)]
     record.fov_horizontal_flip = _text(ds, "FieldOfViewHorizontalFlip").upper()
     record.laterality = laterality_of(ds)
     record.view = view_of(ds)
     if "PixelData" not in ds:
+        image_class = is_image_class(record.sop_class_uid) or is_image_class(_text(meta, "MediaStorageSOPClassUID"))
+        if (record.rows and record.columns) or record.modality == "MG" or image_class:
+            # an image without its pixels (cut short, or a broken export) should have scored
+            return fail(record, "no_pixel_data", "an image header without pixel data (cut short?)")
         return skip(record, "no_pixel_data")
+    pixels = record.rows * record.columns * int(ds.get("SamplesPerPixel", 1) or 1)
+    if pixels > MAX_PIXELS:
+        return fail(record, "too_large", f"{record.rows} x {record.columns} pixels per frame is more "
+                    f"than the limit of {MAX_PIXELS:,}: refused before reading")
     if not decoder_available(record.transfer_syntax):
         return fail(record, "unsupported_transfer_syntax", f"no decoder for {record.transfer_syntax}")
     if _native_too_short(ds, record, file_size):
@@ -79,8 +113,22 @@ def _fill(record: ViewRecord, ds: Dataset, file_size: int) -> ViewRecord:
 
 
 def _text(ds: Dataset, keyword: str) -> str:
+    """A single string value, or "" when absent or implausible. A damaged header's values can
+    hold the bytes of the elements that follow (the patient's name): those never enter a record."""
     value = ds.get(keyword, "")
-    return str(value).strip() if value is not None else ""
+    if value is None or value == "":
+        return ""
+    text = str(value).strip()
+    uid = keyword.endswith("UID")
+    if isinstance(value, MultiValue) or not _plausible(text, 64) or (uid and not UID.fullmatch(text)):
+        # Captured by read_view like pydicom's own warnings, and summarised without the value.
+        warnings.warn(f"malformed value in {keyword}", UserWarning, stacklevel=2)
+        return ""
+    return text
+
+
+def _plausible(text: str, max_length: int) -> bool:
+    return len(text) <= max_length and text.isprintable()
 
 
 @cache

@@ -10,12 +10,22 @@ from collections.abc import Collection
 
 from mammo_batch.engine.dicom.record import STATUS_FAILED, STATUS_SKIPPED, ViewRecord
 
+# Per frame: 3x the largest FFDM detector; a lying header (65535 x 65535) is refused before allocating.
+MAX_PIXELS = 100_000_000
+
 # reason code -> what it means (shown by `inspect`, written to views.parquet)
 REASONS = {
     "empty_file": "the file is empty",
+    "special_file": "not a regular file (a FIFO, socket or device): never opened",
+    "broken_link": "a symbolic link to nothing",
+    "symlink_loop": "a folder link back into one of its own parent folders: not followed",
+    "symlink_seen": "a folder link to a folder read through another path: not read twice",
+    "unreadable_folder": "the folder could not be listed",
     "not_dicom": "not a DICOM file",
     "unreadable": "the DICOM header could not be parsed",
     "truncated": "the file is shorter than its pixel data says",
+    "too_large": f"the header claims more than {MAX_PIXELS:,} pixels per frame: refused before reading",
+    "header_warnings": "scored, but the DICOM reader found malformed values in the header",
     "dicomdir": "a DICOMDIR index, not an image",
     "no_pixel_data": "no pixel data (a report, presentation state or other non-image object)",
     "not_mammogram": "modality is not MG",
@@ -25,9 +35,25 @@ REASONS = {
     "not_grayscale": "not a grayscale image (RGB, YBR or palette colour)",
     "unknown_laterality": "no usable laterality (ImageLaterality, Laterality, FrameLaterality)",
     "unsupported_transfer_syntax": "no installed decoder for this transfer syntax",
-    "view_excluded": "the view is not in --views",
+    "view_excluded": "the view is not in --view-filter",
+    "duplicate": "a copy of another file of the study (same SOPInstanceUID): scored once",
     "decode_error": "the pixel data could not be decoded",
+    "worker_crash": "the worker process preparing the view died twice on it",
+    "timeout": "preparing the view took longer than the per-file time limit",
 }
+# Study-level reasons (a study, not a file, is affected).
+STUDY_REASONS = {
+    "patient_conflict": "an AccessionNumber, StudyInstanceUID or folder is shared by several PatientIDs: "
+    "split into one study per patient",
+}
+
+# Storage SOP classes of images (CR/DX/MG, CT, MR, secondary capture, breast tomosynthesis): a file
+# of one of these without pixel data was cut short or broken, and fails rather than being skipped.
+IMAGE_CLASS_PREFIXES = tuple(f"1.2.840.10008.5.1.4.1.1.{family}" for family in ("1", "2", "4", "7", "13.1"))
+
+
+def is_image_class(sop_class_uid: str) -> bool:
+    return any(sop_class_uid == p or sop_class_uid.startswith(p + ".") for p in IMAGE_CLASS_PREFIXES)
 
 MAMMO_FOR_PROCESSING = {
     "1.2.840.10008.5.1.4.1.1.1.2.1",  # Digital Mammography X-Ray Image - For Processing

@@ -18,7 +18,7 @@ class ViewRecord:
 
     path: str
     status: str = STATUS_OK
-    reason: str = ""  # a machine-readable code from policy.REASONS, empty when ok
+    reason: str = ""  # a code from policy.REASONS; empty when ok, unless a warning is noted
     detail: str = ""  # a human-readable explanation, never PHI
     sop_instance_uid: str = ""
     patient_id: str = ""
@@ -45,7 +45,15 @@ class ViewRecord:
         return self.status == STATUS_OK
 
     def reject(self, status: str, reason: str, detail: str = "") -> ViewRecord:
+        if self.scorable and self.reason:  # a noted warning stays in the detail
+            detail = f"{detail}; {self.detail}"
         self.status, self.reason, self.detail = status, reason, detail
+        return self
+
+    def note(self, reason: str, detail: str) -> ViewRecord:
+        """A reason that does not stop scoring (e.g. malformed but harmless header values)."""
+        if not self.reason:
+            self.reason, self.detail = reason, detail
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -193,8 +193,9 @@ class ResultStore:
         then remove the journal. Safe to repeat after a crash at any point; returns the output counts.
 
         Every study row is re-derived from its stored view rows with `rules`, so the file's rows always
-        follow the metadata (`rules` None: rows are kept as they are). Studies in `seen` (found by this run) get `last_seen = seen_at`; the others
-        keep theirs and are counted as `not_seen`. `metadata` is merged over the constructor's.
+        follow the metadata (`rules` None: rows are kept as they are). Studies in `seen` (found by this
+        run) get `last_seen = seen_at`; the others keep theirs and are counted as `not_seen`.
+        `metadata` is merged over the constructor's.
         """
         if metadata:
             json.dumps(metadata, sort_keys=True)  # check before anything is written

@@ -163,4 +163,4 @@ def _error(result: StudyResult, scored: int, failed: list[tuple[str, str]]) -> s
     if not scored:
         reasons = Counter(v.reason for v in result.study.views)
         return "no view to score: " + ", ".join(f"{r} x{n}" for r, n in reasons.most_common())
-    return ""
+    return result.study.detail or result.study.reason  # e.g. split from another patient's files

@@ -1,25 +1,27 @@
-"""`--runtime auto|onnx|torch|torch-cpu-bf16`: which runtime scores this bundle here, and why.
+"""`--runtime auto|onnx|torch|tensorrt|torch-cpu-bf16`: which runtime scores this bundle here, and why.
 
-auto, best first: TensorRT engine for this GPU (a later issue: see `_auto`) > torch on CUDA
+auto, best first: TensorRT engines built for this GPU and TensorRT version > torch on CUDA in FP16
 (needs torch, a CUDA device and a torch artifact for every member) > torch on the CPU in bf16
-(needs torch, a CPU with bf16 instructions, and every member's bf16 gate passed at build
-time) > ONNX Runtime fp32 on the CPU.
+(needs torch, a CPU with bf16 instructions, and every member's bf16 gate passed at build time)
+> ONNX Runtime fp32 on the CPU.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from mammo_batch.engine.bundle import Bundle
 from mammo_batch.engine.runtimes.base import Runtime, RuntimeUnavailableError
 from mammo_batch.engine.runtimes.onnx import OnnxCpuRuntime
+from mammo_batch.engine.runtimes.tensorrt import TensorRTRuntime, why_not_tensorrt
 from mammo_batch.engine.runtimes.torch_cpu import torch_bf16_ready, why_no_cpu_bf16
+from mammo_batch.engine.runtimes.torch_cuda import TorchCudaRuntime
 from mammo_batch.engine.runtimes.torch_export import TorchExportRuntime, import_torch
 
 log = logging.getLogger(__name__)
-CHOICES = ("auto", "onnx", "torch", "torch-cpu-bf16")
+CHOICES = ("auto", "onnx", "torch", "tensorrt", "torch-cpu-bf16")
 
 
 class Selection(NamedTuple):
@@ -36,6 +38,8 @@ def select_runtime(requested: str, bundle: Bundle, threads: int | None = None) -
         selection = Selection(OnnxCpuRuntime(threads), "onnxruntime-cpu (requested)")
     elif requested == "torch":
         selection = _torch(bundle, threads)
+    elif requested == "tensorrt":
+        selection = _tensorrt(bundle)
     elif requested == "torch-cpu-bf16":
         selection = _torch_cpu_bf16(bundle, threads)
     elif requested == "auto":
@@ -47,13 +51,16 @@ def select_runtime(requested: str, bundle: Bundle, threads: int | None = None) -
 
 
 def _auto(bundle: Bundle, threads: int | None) -> Selection:
-    # TensorRT seam (later issue): try a TensorRT runtime here first, when every member has an
-    # engine built for this GPU's compute capability and the installed TensorRT version.
+    why_not_trt = why_not_tensorrt(bundle)
+    if why_not_trt is None:
+        return Selection(TensorRTRuntime(), "tensorrt (engines for this GPU and TensorRT version)")
+    log.info("runtime: not tensorrt: %s", why_not_trt)
     torch, why_not = _usable_torch(bundle)
     if torch is None:
         return Selection(OnnxCpuRuntime(threads), f"onnxruntime-cpu ({why_not})")
     if torch.cuda.is_available():
-        return Selection(TorchExportRuntime("cuda", threads), "torch-cuda (CUDA device and torch artifacts)")
+        return Selection(TorchCudaRuntime("cuda"), f"torch-cuda fp16 (CUDA device and torch artifacts; "
+                                                   f"not tensorrt: {why_not_trt})")
     why_not_bf16 = _why_not_bf16(bundle, torch)
     if why_not_bf16 is None:
         return Selection(TorchExportRuntime("cpu", threads, precision="bf16"),
@@ -62,7 +69,14 @@ def _auto(bundle: Bundle, threads: int | None) -> Selection:
     return Selection(OnnxCpuRuntime(threads), f"onnxruntime-cpu (no CUDA device; not bf16: {why_not_bf16})")
 
 
-def _usable_torch(bundle: Bundle) -> tuple[object | None, str]:
+def _tensorrt(bundle: Bundle) -> Selection:
+    why_not = why_not_tensorrt(bundle)
+    if why_not:
+        raise RuntimeUnavailableError(f"--runtime tensorrt: {why_not}")
+    return Selection(TensorRTRuntime(), "tensorrt (requested)")
+
+
+def _usable_torch(bundle: Bundle) -> tuple[Any, str]:
     """(the torch module, "") when torch can run every member; else (None, the reason it cannot)."""
     missing = _members_without_torch(bundle)
     if missing:  # checked first: it needs no torch import (seconds, and maybe not installed)
@@ -76,7 +90,7 @@ def _usable_torch(bundle: Bundle) -> tuple[object | None, str]:
     return torch, ""
 
 
-def _why_not_bf16(bundle: Bundle, torch: object) -> str | None:
+def _why_not_bf16(bundle: Bundle, torch: Any) -> str | None:
     """None when every member may run in bf16 on this CPU; else the reason it may not."""
     unchecked = [m.name for m in bundle.members if m.bf16_gate is None]
     failed = [m.name for m in bundle.members if m.bf16_gate is not None and not m.bf16_gate.passed]
@@ -85,6 +99,17 @@ def _why_not_bf16(bundle: Bundle, torch: object) -> str | None:
     if failed:
         return f"bf16 gate not passed by {', '.join(failed)}"
     return why_no_cpu_bf16() or torch_bf16_ready(torch)
+
+
+def _torch(bundle: Bundle, threads: int | None) -> Selection:
+    missing = _members_without_torch(bundle)
+    if missing:
+        raise RuntimeUnavailableError(f"--runtime torch: bundle {bundle.id} has no torch artifact for "
+                                      f"{', '.join(missing)}; use --runtime onnx or auto")
+    torch = import_torch()
+    if torch.cuda.is_available():
+        return Selection(TorchExportRuntime("cuda", threads), "torch-cuda (requested)")
+    return Selection(TorchExportRuntime("cpu", threads), "torch-cpu (requested; no CUDA device)")
 
 
 def _torch_cpu_bf16(bundle: Bundle, threads: int | None) -> Selection:
@@ -97,23 +122,12 @@ def _torch_cpu_bf16(bundle: Bundle, threads: int | None) -> Selection:
     why_not = why_no_cpu_bf16() or torch_bf16_ready(torch)
     if why_not:
         raise RuntimeUnavailableError(f"--runtime torch-cpu-bf16: {why_not}; use --runtime onnx or auto")
+    runtime = TorchExportRuntime("cpu", threads, precision="bf16")
     ungated = [m.name for m in bundle.members if m.bf16_gate is None or not m.bf16_gate.passed]
     if ungated:
         log.warning("bf16 requested for members without a passed bf16 gate: %s", ", ".join(ungated))
-        return Selection(TorchExportRuntime("cpu", threads, precision="bf16"),
-                         f"torch-cpu-bf16 (requested; no passed bf16 gate for {', '.join(ungated)})")
-    return Selection(TorchExportRuntime("cpu", threads, precision="bf16"), "torch-cpu-bf16 (requested)")
-
-
-def _torch(bundle: Bundle, threads: int | None) -> Selection:
-    missing = _members_without_torch(bundle)
-    if missing:
-        raise RuntimeUnavailableError(f"--runtime torch: bundle {bundle.id} has no torch artifact for "
-                                      f"{', '.join(missing)}; use --runtime onnx or auto")
-    torch = import_torch()
-    if torch.cuda.is_available():
-        return Selection(TorchExportRuntime("cuda", threads), "torch-cuda (requested)")
-    return Selection(TorchExportRuntime("cpu", threads), "torch-cpu (requested; no CUDA device)")
+        return Selection(runtime, f"torch-cpu-bf16 (requested; no passed bf16 gate for {', '.join(ungated)})")
+    return Selection(runtime, "torch-cpu-bf16 (requested)")
 
 
 def _members_without_torch(bundle: Bundle) -> list[str]:

@@ -18,7 +18,7 @@ Size = tuple[int, int]
 class Batch:
     size: Size
     view_ids: list[int]
-    images: np.ndarray  # (B, H, W)
+    images: np.ndarray  # (B, H, W); a torch tensor on the device when a GPU preparer made the views
 
 
 @dataclass
@@ -59,4 +59,13 @@ class SizeBatcher:
 
     def _take(self, size: Size) -> Batch:
         pending = self._pending.pop(size)
-        return Batch(size, pending.view_ids, np.stack(pending.images))
+        return Batch(size, pending.view_ids, _stack(pending.images))
+
+
+def _stack(images: list) -> np.ndarray:
+    """numpy views stack on the host; torch tensors (the GPU preparer's, on the device) stay there."""
+    if isinstance(images[0], np.ndarray):
+        return np.stack(images)
+    import torch  # only a GPU preparer hands out tensors, and it needs torch
+
+    return torch.stack(images)

@@ -20,11 +20,13 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 import cv2
+import numpy as np
 
 from mammo_batch.engine.pixels import PreprocessSettings
 from mammo_batch.engine.prepare import prepare_file
@@ -50,9 +52,19 @@ class _Task:
     running_since: float | None = None  # first seen running (the time limit counts from here)
 
 
+Task = Callable[[str, list[Size], PreprocessSettings], dict[Size, np.ndarray]]
+
+
+def prepare_inputs(path: str, sizes: list[Size], settings: PreprocessSettings) -> dict[Size, np.ndarray]:
+    """The default task: decode + pixel path (engine/prepare.py)."""
+    return prepare_file(path, sizes, settings).inputs
+
+
 class CpuPoolPreparer:
     def __init__(self, sizes: list[Size], settings: PreprocessSettings, workers: int = 0,
-                 capacity: int = 0, time_limit_s: float = 300.0) -> None:
+                 capacity: int = 0, time_limit_s: float = 300.0, task: Task = prepare_inputs) -> None:
+        """`task` runs in the workers: a module-level function (spawned processes import it by name)."""
+        self.task = task
         self.sizes = list(sizes)
         self.settings = settings
         self.workers = workers or os.cpu_count() or 1
@@ -94,7 +106,7 @@ class CpuPoolPreparer:
         self._tasks.clear()
 
     def _submit(self, task: _Task) -> None:
-        future = self._pool.submit(_prepare, task.path, self.sizes, self.settings)
+        future = self._pool.submit(_timed, self.task, task.path, self.sizes, self.settings)
         self._tasks[future] = task
 
     def _enforce_time_limit(self, lost: list[_Task]) -> list[PreparedView]:
@@ -172,7 +184,7 @@ def _die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, daemon=True, name="parent-watchdog").start()
 
 
-def _prepare(path: str, sizes: list[Size], settings: PreprocessSettings) -> tuple[dict, float]:
+def _timed(task: Task, path: str, sizes: list[Size], settings: PreprocessSettings) -> tuple[dict, float]:
     started = time.perf_counter()
-    inputs = prepare_file(path, sizes, settings).inputs
+    inputs = task(path, sizes, settings)
     return inputs, time.perf_counter() - started

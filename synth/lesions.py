@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mammo_batch.engine.synth.views import OBLIQUE_VIEWS
+from mammo_batch.synth.views import OBLIQUE_VIEWS
 
 if TYPE_CHECKING:  # phantom.py imports this module; the geometry is only a type here
-    from mammo_batch.engine.synth.phantom import ViewGeometry
+    from mammo_batch.synth.phantom import ViewGeometry
 
 KINDS = ("mass", "calcs")
 

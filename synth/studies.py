@@ -18,10 +18,10 @@ from pathlib import Path
 
 from pydicom import FileDataset
 
-from mammo_batch.engine.synth.dicom_writer import make_view_dataset, write_dataset
-from mammo_batch.engine.synth.lesions import Lesion, draw_lesion
-from mammo_batch.engine.synth.phantom import BreastParams, phantom_view
-from mammo_batch.engine.synth.plan import (
+from mammo_batch.synth.dicom_writer import make_view_dataset, write_dataset
+from mammo_batch.synth.lesions import Lesion, draw_lesion
+from mammo_batch.synth.phantom import BreastParams, phantom_view
+from mammo_batch.synth.plan import (
     LESIONS,
     PATIENT,
     VIEW,
@@ -30,8 +30,8 @@ from mammo_batch.engine.synth.plan import (
     plan_studies,
     stream,
 )
-from mammo_batch.engine.synth.variants import get_variant
-from mammo_batch.engine.synth.views import LEFT, RIGHT, conventional_chest_wall_side
+from mammo_batch.synth.variants import get_variant
+from mammo_batch.synth.views import LEFT, RIGHT, conventional_chest_wall_side
 
 DEFAULT_SIZE = (3328, 2560)  # a real full-field detector, rows x columns
 LABEL_COLUMNS = ("AccessionNumber", "PatientID", "Laterality", "target")

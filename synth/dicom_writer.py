@@ -18,14 +18,15 @@ from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
 from pydicom.uid import UID, generate_uid
 
-from mammo_batch.engine.synth.rle import encode_rle_frame
-from mammo_batch.engine.synth.variants import (
+from mammo_batch.synth.htj2k import encode_htj2k_frame
+from mammo_batch.synth.rle import encode_rle_frame
+from mammo_batch.synth.variants import (
     ENCODINGS,
     Variant,
     get_variant,
     resolve_transfer_syntax,
 )
-from mammo_batch.engine.synth.views import (
+from mammo_batch.synth.views import (
     LEFT,
     RIGHT,
     VIEW_CODES,
@@ -270,8 +271,9 @@ def _pixel_data(ds: FileDataset, stored: np.ndarray, syntax: UID) -> None:
         ds["PixelData"].VR = "OW"
         return
     plugin, options = encoding
-    if plugin == "synth-rle":
-        ds.PixelData = encapsulate([encode_rle_frame(stored)])
+    if plugin in ("synth-rle", "imagecodecs-htj2k"):
+        frame = encode_rle_frame(stored) if plugin == "synth-rle" else encode_htj2k_frame(stored)
+        ds.PixelData = encapsulate([frame])
         ds["PixelData"].VR = "OB"  # encapsulated: OB, undefined length (PS3.5 A.4)
         ds["PixelData"].is_undefined_length = True
         ds.file_meta.TransferSyntaxUID = syntax

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from mammo_batch.engine.synth.lesions import Lesion, render_lesion
-from mammo_batch.engine.synth.views import OBLIQUE_VIEWS
+from mammo_batch.synth.lesions import Lesion, render_lesion
+from mammo_batch.synth.views import OBLIQUE_VIEWS
 
 # Grey levels in [0, 1] before quantisation (MONOCHROME2: higher = more attenuation).
 AIR = 0.03  # open-field detector background

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydicom.uid import generate_uid
 
-from mammo_batch.engine.synth.variants import VARIANTS, get_variant
+from mammo_batch.synth.variants import VARIANTS, get_variant
 
 LAYOUTS = ("accession", "nested", "mixed")
 PLAN, LESIONS, VIEW, PATIENT = 0, 1, 2, 3

@@ -14,6 +14,7 @@ from pydicom.uid import (
     UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
+    HTJ2KLossless,
     ImplicitVRLittleEndian,
     JPEG2000Lossless,
     JPEGLSLossless,
@@ -102,8 +103,13 @@ _PROFILES = (
 # Like hologic, but the breast faces the other way from the display convention.
 _PROFILES += (replace(_PROFILES[0], name="flipped", flipped=True),)
 
+# Like hologic, but HTJ2K lossless (the GPU decoders' fast path). Only on request (`--variant htj2k`):
+# it needs imagecodecs' HTJ2K encoder (OpenJPH; the `dev` extra), which the core install lacks.
+EXTRA_VARIANTS: tuple[str, ...] = ("htj2k",)
+_PROFILES += (replace(_PROFILES[0], name="htj2k", transfer_syntax=HTJ2KLossless),)
+
 PROFILES: dict[str, Variant] = {v.name: v for v in _PROFILES}
-VARIANTS: tuple[str, ...] = tuple(PROFILES)
+VARIANTS: tuple[str, ...] = tuple(name for name in PROFILES if name not in EXTRA_VARIANTS)  # the default mix
 
 # Transfer syntax -> (pydicom encoding plugin, encoder options); None = native pixel data.
 # RLE uses rle.py, a vectorised twin of pydicom's pure-Python encoder (same bytes, ~20x
@@ -117,6 +123,7 @@ ENCODINGS: dict[UID, tuple[str, dict] | None] = {
     JPEG2000: ("pylibjpeg", {"j2k_cr": [1]}),  # compression ratio 1 = lossless layer
     JPEGLSLossless: ("pyjpegls", {}),
     JPEGLSNearLossless: ("pyjpegls", {"jls_error": 0}),  # NEAR=0 is lossless
+    HTJ2KLossless: ("imagecodecs-htj2k", {}),  # pydicom cannot encode HTJ2K
 }
 TRANSFER_SYNTAXES: tuple[UID, ...] = tuple(ENCODINGS)
 

@@ -14,17 +14,17 @@ folder layouts, and planted lesions with SPR-style labels.
     studies.py       rendering the plan to disk, labels.csv and manifest.csv
 """
 
-from mammo_batch.engine.synth.dicom_writer import (
+from mammo_batch.synth.dicom_writer import (
     ViewIds,
     make_view_dataset,
     tissue_window,
     write_dataset,
 )
-from mammo_batch.engine.synth.lesions import KINDS as LESION_KINDS
-from mammo_batch.engine.synth.lesions import Lesion, draw_lesion
-from mammo_batch.engine.synth.phantom import BreastParams, phantom_view
-from mammo_batch.engine.synth.plan import LAYOUTS, StudyPlan, ViewPlan, plan_studies
-from mammo_batch.engine.synth.studies import (
+from mammo_batch.synth.lesions import KINDS as LESION_KINDS
+from mammo_batch.synth.lesions import Lesion, draw_lesion
+from mammo_batch.synth.phantom import BreastParams, phantom_view
+from mammo_batch.synth.plan import LAYOUTS, StudyPlan, ViewPlan, plan_studies
+from mammo_batch.synth.studies import (
     DEFAULT_SIZE,
     LABEL_COLUMNS,
     MANIFEST_COLUMNS,
@@ -33,7 +33,7 @@ from mammo_batch.engine.synth.studies import (
     relative_path,
     write_studies,
 )
-from mammo_batch.engine.synth.variants import (
+from mammo_batch.synth.variants import (
     PROFILES,
     TRANSFER_SYNTAXES,
     VARIANTS,
@@ -41,7 +41,7 @@ from mammo_batch.engine.synth.variants import (
     get_variant,
     resolve_transfer_syntax,
 )
-from mammo_batch.engine.synth.views import (
+from mammo_batch.synth.views import (
     VIEW_CODES,
     conventional_chest_wall_side,
     patient_orientation,
