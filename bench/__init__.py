@@ -5,3 +5,8 @@
     compare.py     both sides on the same studies and members -> a JSON result and a table
     cli.py         the command
 """
+
+from mammo_batch.engine.runtimes.torch_cpu import sleep_idle_openmp_threads
+
+# Before anything here imports torch: both sides run torch on cores the decode workers share.
+sleep_idle_openmp_threads()

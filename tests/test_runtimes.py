@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -371,3 +372,19 @@ def test_the_bf16_gate_measures_probabilities_and_study_auc(exported_tiny) -> No
     assert gate.passed
     one_class = check_bf16(exported.torch, images, fp32, keys, sides, dict.fromkeys(targets, 0))
     assert one_class.study_auc_change is None and not one_class.passed
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="needs torch")
+@pytest.mark.parametrize("preset, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_torch_is_imported_with_sleeping_openmp_threads(bundle, preset, expected) -> None:
+    # Spinning OpenMP threads starve the decode workers (docs/scoring.md); a user's setting wins.
+    with_torch_artifacts(bundle.path)
+    code = ("import os, sys; from mammo_batch.engine.bundle import load_bundle; "
+            "from mammo_batch.engine.runtimes import select_runtime; "
+            f"select_runtime('auto', load_bundle({str(bundle.path)!r})); "
+            "assert 'torch' in sys.modules; print(os.environ['OMP_WAIT_POLICY'])")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if preset:
+        env["OMP_WAIT_POLICY"] = preset
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == expected

@@ -16,7 +16,7 @@ from mammo_batch.engine.bundle import Bundle
 from mammo_batch.engine.runtimes.base import Runtime, RuntimeUnavailableError
 from mammo_batch.engine.runtimes.onnx import OnnxCpuRuntime
 from mammo_batch.engine.runtimes.tensorrt import TensorRTRuntime, why_not_tensorrt
-from mammo_batch.engine.runtimes.torch_cpu import torch_bf16_ready, why_no_cpu_bf16
+from mammo_batch.engine.runtimes.torch_cpu import sleep_idle_openmp_threads, torch_bf16_ready, why_no_cpu_bf16
 from mammo_batch.engine.runtimes.torch_cuda import TorchCudaRuntime
 from mammo_batch.engine.runtimes.torch_export import TorchExportRuntime, import_torch
 
@@ -83,6 +83,7 @@ def _usable_torch(bundle: Bundle) -> tuple[Any, str]:
         return None, f"no torch artifact for {', '.join(missing)}"
     if importlib.util.find_spec("torch") is None:
         return None, "torch not installed"
+    sleep_idle_openmp_threads()
     try:
         import torch
     except Exception as e:  # a broken CUDA install can fail with OSError, not only ImportError

@@ -15,13 +15,19 @@ import numpy as np
 
 from mammo_batch.engine.bundle import BundleError, Member
 from mammo_batch.engine.runtimes.base import RuntimeUnavailableError, as_probabilities, check_batch
-from mammo_batch.engine.runtimes.torch_cpu import prepare_bf16_module, torch_bf16_ready, why_no_cpu_bf16
+from mammo_batch.engine.runtimes.torch_cpu import (
+    prepare_bf16_module,
+    sleep_idle_openmp_threads,
+    torch_bf16_ready,
+    why_no_cpu_bf16,
+)
 
 PRECISIONS = ("fp32", "bf16")
 
 
 def import_torch() -> Any:
     """The torch module, or RuntimeUnavailableError saying how to get it."""
+    sleep_idle_openmp_threads()
     try:
         import torch
     except ImportError as e:
