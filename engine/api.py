@@ -11,14 +11,15 @@ ones in flight, release the lock and return an `interrupted` summary.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 import os
 import signal
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any
 from mammo_batch import __version__
 from mammo_batch.engine.bundle import BundleError
 from mammo_batch.engine.dicom import discover
+from mammo_batch.engine.dicom.catalog import HeaderCatalog
 from mammo_batch.engine.dicom.decoders import DECODERS, DecoderUnavailableError
 from mammo_batch.engine.dicom.vocabulary import MODIFIER_SUFFIX_BY_CODE, VIEW_BY_CODE
 from mammo_batch.engine.ensemble import Ensemble
@@ -40,12 +42,13 @@ from mammo_batch.engine.runtimes import CHOICES as RUNTIMES
 from mammo_batch.engine.runtimes import RuntimeUnavailableError
 from mammo_batch.engine.schedule.choose import make_preparer
 from mammo_batch.engine.schedule.progress import Progress
-from mammo_batch.engine.schedule.run import Scheduler, SchedulerOptions
+from mammo_batch.engine.schedule.run import Scheduler, SchedulerOptions, StageTimes
 from mammo_batch.engine.studies import STUDY_KEYS, plan_studies
 
 log = logging.getLogger("mammo_batch.score")
 
 EXIT_OK, EXIT_CRASH, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
+ENGINES = ("local", "ray")  # ray: engine/distributed (the `ray` extra), imported only when chosen
 # View names a view filter may hold: the CID 4014 views, alone or with a modifier suffix (e.g. MLOID).
 VIEW_CODES = frozenset(VIEW_BY_CODE.values()) | {
     view + suffix for view in VIEW_BY_CODE.values() for suffix in MODIFIER_SUFFIX_BY_CODE.values()}
@@ -75,6 +78,8 @@ class ScoreOptions:
     time_limit_s: float = 300.0  # per file, decode + pixel path
     progress: bool = True
     decoder: str = "auto"  # auto | cpu | nvimgcodec | dali (auto: nvimgcodec where a GPU and it exist)
+    engine: str = "local"  # local | ray (a Ray cluster: engine/distributed)
+    ray_address: str | None = None  # engine ray: None = RAY_ADDRESS, else a local Ray started for the run
 
 
 @dataclass
@@ -92,6 +97,8 @@ class ScoreSummary:
     views: int = 0  # views prepared and scored by this run
     timings: dict[str, float] = field(default_factory=dict)
     interrupted: str | None = None  # the signal's name when stopped early
+    engine: str = "local"
+    cluster: dict[str, Any] = field(default_factory=dict)  # engine ray: nodes, actors, GPUs (had and used)
 
     @property
     def views_per_second(self) -> float:
@@ -124,15 +131,17 @@ def score(paths: Iterable[str | os.PathLike], *, out: str | os.PathLike, models:
         raise ScoreUsageError(str(exc)) from None
     try:
         ensemble = _ensemble(models, options)
-        return _run(paths, out, ensemble, _rules(ensemble, options), options)
+        with _engine_session(options):
+            return _run(paths, out, ensemble, _rules(ensemble, options), options)
     finally:
         lock.release()
 
 
 def _run(paths: list[Path], out: Path, ensemble: Ensemble, rules: Rules, options: ScoreOptions) -> ScoreSummary:
-    summary = ScoreSummary(out, options.views_out, ensemble.runtime_reason, options.report_out)
+    summary = ScoreSummary(out, options.views_out, ensemble.runtime_reason, options.report_out,
+                           engine=options.engine)
     started = time.monotonic()
-    catalog = discover(paths, views=options.view_filter, workers=options.workers)
+    catalog = _discover(paths, options)
     plan = plan_studies(catalog, options.study_key)
     summary.studies, summary.files = len(plan), len(catalog)
     summary.timings["discovery_s"] = round(time.monotonic() - started, 3)
@@ -161,33 +170,25 @@ def _run(paths: list[Path], out: Path, ensemble: Ensemble, rules: Rules, options
         progress.update(len(results), sum(len(r.views) for r in results))
 
     try:
-        preparer, decoder_reason = make_preparer(options.decoder, ensemble.sizes, ensemble.settings,
-                                                 ensemble.runtime_reason, options.workers, options.batch_size,
-                                                 options.time_limit_s)
-    except DecoderUnavailableError as exc:
-        raise ScoreUsageError(str(exc)) from None
-    log.info("decoder: %s", decoder_reason)
-    scheduler = Scheduler(ensemble.by_size, preparer, SchedulerOptions(batch_size=options.batch_size))
-    try:
         with _stop_on_signals() as stop:
-            scheduler.run(jobs, sink, should_stop=stop.is_set)
+            times = _schedule(jobs, ensemble, options, sink, stop.is_set, summary)
             summary.interrupted = stop.signal_name
     finally:
-        preparer.close()
         progress.close()
     summary.timings["scoring_s"] = round(progress.elapsed, 3)
-    summary.views = scheduler.times.views
+    summary.views = times.views
 
     write_started = time.monotonic()
     for orphans in _chunks(plan.orphans(), 10_000):
         store.append(scores_table([], [], info), views_table([], orphans, info))
-    summary.timings.update(prepare_s=round(scheduler.times.prepare_s, 3), model_s=round(scheduler.times.model_s, 3))
+    summary.timings.update(prepare_s=round(times.prepare_s, 3), model_s=round(times.model_s, 3))
     summary.timings["write_s"] = round(time.monotonic() - write_started, 3)
     summary.output_counts = store.finalize(rules, seen=seen, seen_at=scored_at, metadata={
         "timings": summary.timings,
         "counts": {"studies": summary.studies, "scored": summary.scored, "unchanged": summary.kept,
                    "files": summary.files, "views_scored": summary.views, **summary.counts},
         "interrupted": summary.interrupted, "finished_at": _now_ms().isoformat(),
+        "engine": {"name": summary.engine, **summary.cluster},
     })
     summary.timings["write_s"] = round(time.monotonic() - write_started, 3)
     summary.timings["wall_s"] = round(time.monotonic() - started, 3)
@@ -207,6 +208,50 @@ def _chunks(items: Iterable, size: int) -> Iterator[list]:
             chunk = []
     if chunk:
         yield chunk
+
+
+
+def _engine_session(options: ScoreOptions) -> AbstractContextManager:
+    """The engine's resources for the whole run: a Ray connection for engine ray, nothing for local."""
+    if options.engine != "ray":
+        return nullcontext()
+    from mammo_batch.engine.distributed import ray_session
+
+    return ray_session(options.ray_address, quiet=not options.progress)
+
+
+def _discover(paths: list[Path], options: ScoreOptions) -> HeaderCatalog:
+    if options.engine == "ray":
+        from mammo_batch.engine.distributed import discover_on_ray
+
+        records = discover_on_ray(paths, views=options.view_filter, workers=options.workers)
+        return HeaderCatalog.from_records(records)
+    return discover(paths, views=options.view_filter, workers=options.workers)
+
+
+def _schedule(jobs: list, ensemble: Ensemble, options: ScoreOptions, sink: Callable[[list], None],
+              should_stop: Callable[[], bool], summary: ScoreSummary) -> StageTimes:
+    """The scheduling step: the local streaming scheduler or the Ray pipeline, feeding the same sink."""
+    if options.engine == "ray":
+        from mammo_batch.engine.distributed import score_on_ray
+
+        times, summary.cluster = score_on_ray(
+            jobs, ensemble, batch_size=options.batch_size, workers=options.workers, runtime=options.runtime,
+            threads=options.threads, progress=options.progress, sink=sink, should_stop=should_stop)
+        return times
+    try:
+        preparer, decoder_reason = make_preparer(options.decoder, ensemble.sizes, ensemble.settings,
+                                                 ensemble.runtime_reason, options.workers, options.batch_size,
+                                                 options.time_limit_s)
+    except DecoderUnavailableError as exc:
+        raise ScoreUsageError(str(exc)) from None
+    log.info("decoder: %s", decoder_reason)
+    scheduler = Scheduler(ensemble.by_size, preparer, SchedulerOptions(batch_size=options.batch_size))
+    try:
+        scheduler.run(jobs, sink, should_stop=should_stop)
+    finally:
+        preparer.close()
+    return scheduler.times
 
 
 def _check_paths(paths: list[Path], out: Path, views_out: Path | None, report_out: Path | None = None) -> None:
@@ -256,6 +301,14 @@ def _check_options(options: ScoreOptions) -> None:
             raise ScoreUsageError(f"{name} must be an integer >= {minimum}, got {value!r}")
     if not options.time_limit_s > 0:
         raise ScoreUsageError(f"time_limit_s must be positive, got {options.time_limit_s!r}")
+    _check_engine(options)
+
+
+def _check_engine(options: ScoreOptions) -> None:
+    if options.engine not in ENGINES:
+        raise ScoreUsageError(f"unknown engine {options.engine!r}: choose one of {', '.join(ENGINES)}")
+    if options.engine == "ray" and importlib.util.find_spec("ray") is None:
+        raise ScoreUsageError("--engine ray needs Ray: pip install 'mammo-batch[ray]'")
 
 
 def _is_probability(value: object) -> bool:

@@ -150,3 +150,10 @@ def test_a_second_run_on_a_locked_output_names_the_holder(studies, bundle, tmp_p
     with OutputLock(out):
         result = run(*command(studies, out, bundle))
     assert result.returncode == 2 and f"locked by process {os.getpid()}" in result.stderr, result.stderr
+
+
+def test_preview_prints_only_its_summary_off_a_terminal(studies, tmp_path):
+    result = run(sys.executable, "-m", "mammo_batch.engine.cli", "preview", str(studies), "--out", str(tmp_path))
+    assert result.returncode == 0
+    assert result.stdout.splitlines() == [line for line in result.stdout.splitlines() if line.startswith("wrote ")]
+    assert len(result.stdout.splitlines()) == 1

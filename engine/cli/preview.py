@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -55,9 +57,10 @@ def preview(paths, out_dir: Path, size: str, window: str, no_crop: bool, dtype: 
     studies = [s for s in studies if s.scorable]
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
-    with ProcessPoolExecutor(max_workers=workers or None) as pool, click.progressbar(
-        studies, label="preview", show_pos=True
-    ) as bar:
+    # A bar on a terminal only: off a terminal, click would print its label as a stray line.
+    progress = (click.progressbar(studies, label="preview", show_pos=True, file=sys.stderr)
+                if sys.stderr.isatty() else contextlib.nullcontext(studies))
+    with ProcessPoolExecutor(max_workers=workers or None) as pool, progress as bar:
         for index, study in enumerate(bar, start=1):
             rows += _write_study(pool, study, out_dir / f"study_{index:04d}", height_width, settings)
     _write_index(out_dir / "index.csv", rows)

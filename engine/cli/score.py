@@ -10,7 +10,15 @@ from pathlib import Path
 
 import click
 
-from mammo_batch.engine.api import EXIT_CRASH, EXIT_USAGE, ScoreOptions, ScoreSummary, ScoreUsageError, score
+from mammo_batch.engine.api import (
+    ENGINES,
+    EXIT_CRASH,
+    EXIT_USAGE,
+    ScoreOptions,
+    ScoreSummary,
+    ScoreUsageError,
+    score,
+)
 from mammo_batch.engine.cli.options import parse_views, study_key_option, view_filter_option, workers_option
 from mammo_batch.engine.dicom.decoders import DECODERS
 from mammo_batch.engine.results.aggregate import BREAST_AGGS, STUDY_AGGS
@@ -49,13 +57,18 @@ MODELS_ENV = "MAMMO_BATCH_MODELS"
 @click.option("--report", "report_out", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the nightly report: one self-contained HTML page (see `mammo-batch report`).")
 @click.option("--quiet", is_flag=True, help="No progress output.")
+@click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True,
+              help="local: this machine; ray: a Ray cluster (the `ray` extra; docs/ray.md).")
+@click.option("--ray-address", envvar="RAY_ADDRESS", default=None,
+              help="--engine ray: the cluster (or $RAY_ADDRESS); default: a local Ray started for the run.")
 @study_key_option
 @view_filter_option
 @workers_option
 def score_command(paths, out: Path, models: Path, views_out: Path | None, runtime: str, batch_size: int,
                   threads: int | None, breast_agg: str | None, study_agg: str | None, threshold: float | None,
                   rescore: bool, flush_every: int, time_limit_s: float, report_out: Path | None, quiet: bool,
-                  study_key: str, view_filter: str | None, workers: int, decoder: str) -> None:
+                  engine: str, ray_address: str | None, study_key: str, view_filter: str | None, workers: int,
+                  decoder: str) -> None:
     """Score every study under PATHS with the ensemble in --models and write --out.
 
     Exit status: 0 all studies ok, 3 finished with failed or partial studies,
@@ -65,7 +78,8 @@ def score_command(paths, out: Path, models: Path, views_out: Path | None, runtim
                            batch_size=batch_size, breast_agg=breast_agg, study_agg=study_agg,
                            threshold=threshold, study_key=study_key, view_filter=parse_views(view_filter),
                            rescore=rescore, flush_every=flush_every, time_limit_s=time_limit_s,
-                           report_out=report_out, progress=not quiet, decoder=decoder)
+                           report_out=report_out, progress=not quiet, decoder=decoder, engine=engine,
+                           ray_address=ray_address)
     try:
         summary = score(paths, out=out, models=models, options=options)
     except ScoreUsageError as exc:
@@ -82,11 +96,17 @@ def score_command(paths, out: Path, models: Path, views_out: Path | None, runtim
 def describe(summary: ScoreSummary) -> str:
     """The run summary, a few lines for people."""
     counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.counts.items())) or "nothing to score"
-    lines = [f"runtime: {summary.runtime}",
-             f"{summary.studies} studies in {summary.files} files: scored {summary.scored}, "
-             f"unchanged {summary.kept} (re-derived from stored views)",
-             f"scored {summary.views} views in {summary.timings.get('scoring_s', 0):.1f} s "
-             f"({summary.views_per_second:.2f} views/s): {counts}"]
+    lines = [f"runtime: {summary.runtime}"]
+    if summary.cluster:
+        c = summary.cluster
+        lines.append(f"engine ray: {c['nodes_used']} of {c['nodes']} nodes, {c['actors']} scorer actors, "
+                     f"{c['gpus_used']} of {c['gpus']} GPUs used")
+        if c["runtimes"] and c["runtimes"] != [summary.runtime]:  # actors pick their runtime on their node
+            lines.append(f"scorer actors' runtime: {'; '.join(c['runtimes'])}")
+    lines += [f"{summary.studies} studies in {summary.files} files: scored {summary.scored}, "
+              f"unchanged {summary.kept} (re-derived from stored views)",
+              f"scored {summary.views} views in {summary.timings.get('scoring_s', 0):.1f} s "
+              f"({summary.views_per_second:.2f} views/s): {counts}"]
     not_seen = summary.output_counts.get("not_seen", 0)
     if not_seen:
         lines.append(f"{not_seen} studies in {summary.out} were not found by this run (files gone or other "

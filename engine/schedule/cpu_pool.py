@@ -102,7 +102,8 @@ class CpuPoolPreparer:
 
     def close(self) -> None:
         _kill_workers(self._pool)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        # wait=True: the pool's manager thread ends now, not in an exit handler whose pipes are gone
+        self._pool.shutdown(wait=True, cancel_futures=True)
         self._tasks.clear()
 
     def _submit(self, task: _Task) -> None:

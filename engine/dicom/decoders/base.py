@@ -7,6 +7,7 @@ backends (int32 because torch's uint16 is a storage-only dtype; every 16-bit val
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -36,3 +37,17 @@ class DecoderBackend(Protocol):
     def decode(self, views: Sequence[EncodedView]) -> list[Any | Exception]:
         """One result per view, in order: the stored-value image, or the exception that failed it."""
         ...
+
+
+def why_gpu_stack_unavailable(module: str, package: str, extra: str, device: str = "cuda") -> str | None:
+    """None when `module` (a GPU decoder package), torch and, for a CUDA device, a GPU are all here."""
+    if importlib.util.find_spec(module.split(".")[0]) is None or importlib.util.find_spec(module) is None:
+        return f"{package} is not installed (pip install 'mammo-batch[{extra}]')"
+    if importlib.util.find_spec("torch") is None:
+        return "torch is not installed (the GPU path hands images to torch)"
+    if device != "cpu":
+        import torch
+
+        if not torch.cuda.is_available():
+            return "no CUDA device"
+    return None

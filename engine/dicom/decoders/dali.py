@@ -9,13 +9,12 @@ decoded one view at a time, so only the bad view fails.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from mammo_batch.engine.dicom.decoders.base import DecoderUnavailableError, EncodedView
+from mammo_batch.engine.dicom.decoders.base import DecoderUnavailableError, EncodedView, why_gpu_stack_unavailable
 from mammo_batch.engine.dicom.decoders.quiet import quiet_stderr
 from mammo_batch.engine.dicom.decoders.stretch import undo_stretch
 
@@ -24,16 +23,8 @@ INPUT = "codestreams"
 
 
 def why_unavailable(device: str = "cuda") -> str | None:
-    if importlib.util.find_spec("nvidia") is None or importlib.util.find_spec("nvidia.dali") is None:
-        return f"{PACKAGE} is not installed (pip install 'mammo-batch[dali]')"
-    if importlib.util.find_spec("torch") is None:
-        return "torch is not installed (the GPU path hands images to torch)"
-    if device != "cpu":
-        import torch
-
-        if not torch.cuda.is_available():
-            return "no CUDA device"
-    return None
+    """None when DALI can decode on `device` here; else why not."""
+    return why_gpu_stack_unavailable("nvidia.dali", PACKAGE, "dali", device)
 
 
 class DaliDecoder:

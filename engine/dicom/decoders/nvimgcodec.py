@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from mammo_batch.engine.dicom.decoders.base import DecoderUnavailableError, EncodedView
+from mammo_batch.engine.dicom.decoders.base import DecoderUnavailableError, EncodedView, why_gpu_stack_unavailable
 from mammo_batch.engine.dicom.decoders.quiet import quiet_stderr
 
 PACKAGE = "nvidia-nvimgcodec-cu13"
@@ -23,17 +23,11 @@ PACKAGE = "nvidia-nvimgcodec-cu13"
 
 def why_unavailable(device: str = "cuda") -> str | None:
     """None when nvImageCodec can decode on `device` here; else why not."""
-    if importlib.util.find_spec("nvidia") is None or importlib.util.find_spec("nvidia.nvimgcodec") is None:
-        return f"{PACKAGE} is not installed (pip install 'mammo-batch[gpu]')"
-    if importlib.util.find_spec("torch") is None:
-        return "torch is not installed (the GPU path hands images to torch)"
-    if device != "cpu":
-        import torch
-
-        if not torch.cuda.is_available():
-            return "no CUDA device"
-        if importlib.util.find_spec("nvidia.nvjpeg2k") is None:
-            return "nvJPEG2000 is not installed (pip install 'nvidia-nvimgcodec-cu13[nvjpeg2k]')"
+    why = why_gpu_stack_unavailable("nvidia.nvimgcodec", PACKAGE, "gpu", device)
+    if why is not None:
+        return why
+    if device != "cpu" and importlib.util.find_spec("nvidia.nvjpeg2k") is None:
+        return "nvJPEG2000 is not installed (pip install 'nvidia-nvimgcodec-cu13[nvjpeg2k]')"
     return None
 
 
