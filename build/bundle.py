@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import sys
@@ -16,7 +17,7 @@ import torch
 from mammo_batch import __version__
 from mammo_batch.build.export import export_onnx, export_torch
 from mammo_batch.build.fp16 import check_fp16, export_fp16_onnx
-from mammo_batch.build.parity import check_parity
+from mammo_batch.build.parity import check_bf16, check_parity, eager_probabilities
 from mammo_batch.engine.bundle import bundle_document, load_bundle, member_document, write_bundle_json
 from mammo_batch.engine.pixels import PreprocessSettings
 from mammo_batch.engine.prepare import prepare_file
@@ -26,6 +27,7 @@ from mammo_batch.train.models import ProbabilityModel, create_model
 log = logging.getLogger("mammo_batch.build")
 
 PARITY_VIEWS = 8
+BF16_GATE_VIEWS = 128  # whole validation studies up to this many views (docs/scoring.md, "bf16 gate")
 
 
 class BuildError(Exception):
@@ -107,12 +109,37 @@ def _build_member(run: Run, out: Path) -> dict:
     fp16_diff = check_fp16(model, out / fp16_file, images, name=run.name)  # raises Fp16ParityError
     log.info("%s: exported in %.1f s; %s", run.name, (datetime.now() - started).total_seconds(),
              report.summary())
+    gate = _bf16_gate(run, model, out / torch_file)
     metrics = {"val_study_auc": run.summary["val_study_auc"], "best_epoch": run.summary["best_epoch"],
                "val_views": run.summary["val_views"], "parity_onnx_max_diff": float(report.onnx_max_diff),
                "parity_torch_max_diff": float(report.torch_max_diff), "fp16_onnx_max_diff": fp16_diff}
     return member_document(out, name=run.name, fold=run.config["fold"], arch=run.config["arch"], height=height,
                            width=width, onnx=onnx_file, torch=torch_file, onnx_fp16=fp16_file, dtype=dtype,
-                           window=run.config["window"], crop=run.config["crop"], metrics=metrics)
+                           window=run.config["window"], crop=run.config["crop"], metrics=metrics,
+                           bf16_gate=dataclasses.asdict(gate))
+
+
+def _bf16_gate(run: Run, model: ProbabilityModel, torch_file: Path):
+    """bf16 vs fp32 on whole studies of the run's validation fold (real held-out views)."""
+    with (run.path / "oof.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    studies: dict[str, list[dict]] = {}
+    for row in rows:
+        studies.setdefault(row["study_key"], []).append(row)
+    chosen: list[dict] = []
+    for views in studies.values():  # whole studies, so that study-level AUC means what score computes
+        if chosen and len(chosen) + len(views) > BF16_GATE_VIEWS:
+            break
+        chosen += views
+    images = np.stack([prepare_file(r["path"], [run.size], run.settings).inputs[run.size] for r in chosen])
+    fp32 = np.concatenate([eager_probabilities(model, images[i:i + 4]) for i in range(0, len(images), 4)])
+    gate = check_bf16(torch_file, images, fp32, [r["study_key"] for r in chosen],
+                      [r["laterality"] for r in chosen], {r["study_key"]: int(r["target"]) for r in chosen})
+    log.info("%s: bf16 gate %s: max |prob diff| %.2e, study AUC change %s on %d views of %d studies",
+             run.name, "passed" if gate.passed else "NOT passed", gate.max_prob_diff,
+             "n/a" if gate.study_auc_change is None else f"{gate.study_auc_change:+.4f}",
+             gate.views, gate.studies)
+    return gate
 
 
 def _validation_images(run: Run) -> np.ndarray:

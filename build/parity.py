@@ -6,6 +6,11 @@ Each artifact is run the way the engine runs it (ONNX Runtime on the CPU; the to
 program's `.module()`) on the same images as the eager model; the largest absolute
 probability difference must stay within the tolerance, else ParityError names the artifact.
 Exporters can silently produce wrong graphs (the dynamo exporter did for ConvNeXt here).
+
+    gate = check_bf16("fold0.pt2", views, fp32_probs, study_keys, lateralities, targets)
+
+The bf16 gate runs the torch artifact the way `torch-cpu-bf16` does and records, rather than
+raises, how far it moves probabilities and the study-level AUC (docs/scoring.md, "bf16 gate").
 """
 
 from __future__ import annotations
@@ -19,9 +24,15 @@ import onnxruntime as ort
 import torch
 
 from mammo_batch.build.export import INPUT_NAME, evaluating
+from mammo_batch.engine.bundle import Bf16Gate
+from mammo_batch.engine.runtimes.torch_cpu import prepare_bf16_module
+from mammo_batch.train.metrics import study_auc
 from mammo_batch.train.models import ProbabilityModel
 
 DEFAULT_TOLERANCE = 1e-4  # docs/training.md, "Build"
+# docs/scoring.md, "bf16 gate": why these two numbers.
+BF16_MAX_PROB_DIFF = 0.02
+BF16_STUDY_AUC_CHANGE = 0.005
 Predict = Callable[[np.ndarray], np.ndarray]  # (B, H, W) -> (B,) float32 probabilities
 
 
@@ -105,6 +116,53 @@ def torch_predictor(path: str | Path) -> Predict:
         return output.float().reshape(len(images)).numpy()
 
     return predict
+
+
+def bf16_predictor(path: str | Path) -> Predict:
+    """The torch.export program as `torch-cpu-bf16` runs it: bf16 autocast, channels_last.
+
+    Run even on a CPU without bf16 instructions (slowly, emulated): the numbers are the same.
+    """
+    module = prepare_bf16_module(torch, torch.export.load(str(path)).module())
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            output = module(torch.from_numpy(np.ascontiguousarray(images)[:, np.newaxis]))
+        if isinstance(output, (tuple, list)):
+            output = output[0]
+        return output.float().reshape(len(images)).numpy()
+
+    return predict
+
+
+def check_bf16(
+    torch_path: str | Path,
+    images: np.ndarray,
+    fp32: np.ndarray,
+    study_keys: list[str],
+    lateralities: list[str],
+    targets: dict[str, int],
+    batch_size: int = 4,
+) -> Bf16Gate:
+    """The bf16 gate of one member: bf16 vs `fp32` probabilities of the same held-out `images`.
+
+    `study_keys`, `lateralities` (one per image) and `targets` (study_key -> 0/1) give the
+    study-level AUC both ways, aggregated as `score` does. Passed when the max |prob diff| and
+    the |AUC change| are within the tolerances; without both classes the AUC change is unknown
+    and the gate is not passed (bf16 then stays off unless requested).
+    """
+    images = _as_batch(images)
+    bf16 = _in_chunks(bf16_predictor(torch_path), images, batch_size)
+    max_diff = _max_diff(bf16, np.asarray(fp32))
+    before = study_auc(study_keys, lateralities, fp32, targets)
+    after = study_auc(study_keys, lateralities, bf16, targets)
+    change = None if np.isnan(before) or np.isnan(after) else float(after - before)
+    passed = bool(max_diff <= BF16_MAX_PROB_DIFF and change is not None
+                  and abs(change) <= BF16_STUDY_AUC_CHANGE)
+    return Bf16Gate(passed=passed, views=len(images), studies=len(set(study_keys)),
+                    max_prob_diff=max_diff, study_auc_change=change,
+                    max_prob_diff_tolerance=BF16_MAX_PROB_DIFF,
+                    study_auc_change_tolerance=BF16_STUDY_AUC_CHANGE)
 
 
 def _in_chunks(predict: Predict, images: np.ndarray, batch_size: int) -> np.ndarray:

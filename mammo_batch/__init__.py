@@ -2,7 +2,7 @@
 
 The subsystems live in sibling folders and install as subpackages:
 ``mammo_batch.engine`` (runtime), ``mammo_batch.train`` (finetuning),
-``mammo_batch.build`` (checkpoints -> model bundle).
+``mammo_batch.build`` (checkpoints -> model bundle), ``mammo_batch.bench`` (vs the seed's pipeline).
 
 The scoring API (engine/api.py), importable from here:
 

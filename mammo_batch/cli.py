@@ -1,6 +1,6 @@
-"""The `mammo-batch` command: the engine's commands, plus `train`, `build` and `demo`.
+"""The `mammo-batch` command: the engine's commands, plus `train`, `build`, `demo` and `bench`.
 
-Those three need the `train` extra (torch, timm); they are imported only when run, so
+Those four need the `train` extra (torch, timm); they are imported only when run, so
 scoring never imports torch and a lean install still has a working CLI.
 """
 
@@ -20,6 +20,7 @@ LAZY_COMMANDS = {
                     "Import the seed's fold checkpoints into a model bundle."),
     "build-engines": ("mammo_batch.build.engines_cli", "build_engines_command",
                       "TensorRT engines for this GPU from a bundle's FP16 ONNX (needs TensorRT)."),
+    "bench": ("mammo_batch.bench.cli", "bench", "Time mammo-batch against the seed's pipeline."),
 }
 
 

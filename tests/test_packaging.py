@@ -23,7 +23,7 @@ def test_wheel_contains_only_the_mammo_batch_namespace(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     top_level = {name.split("/")[0] for name in names}
     assert top_level == {"mammo_batch", next(t for t in top_level if t.endswith(".dist-info"))}
-    for sub in ("engine", "train", "build", "synth"):
+    for sub in ("engine", "train", "build", "synth", "bench"):
         assert f"mammo_batch/{sub}/__init__.py" in names
     assert "mammo_batch/engine/pixels/pipeline.py" in names
     assert not any("/tests/" in name or name.startswith("benchmarks/") for name in names)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from mammo_batch.engine.runtimes import (
     TorchExportRuntime,
     select_runtime,
 )
+from mammo_batch.engine.runtimes.torch_cpu import cpu_flags, why_no_cpu_bf16
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 REGION = (3, 20, 2, 9)  # (top, bottom, left, right)
@@ -237,3 +239,152 @@ def test_tensorrt_engines_are_matched_by_compute_capability_and_version(tmp_path
     assert matching_engine(member, "9.0", "11.5.0") is None  # another TensorRT version
     why = why_not_tensorrt(loaded)
     assert why in ("TensorRT not installed", "no CUDA device") or why.startswith("no engine for")
+
+
+# --- bf16 on the CPU -----------------------------------------------------------------------
+
+CPU_HAS_BF16 = why_no_cpu_bf16() is None
+PASSED_GATE = {"passed": True, "views": 40, "studies": 10, "max_prob_diff": 0.004,
+               "study_auc_change": -0.001, "max_prob_diff_tolerance": 0.02,
+               "study_auc_change_tolerance": 0.005}
+
+
+def with_bf16_gates(directory: Path, gates: dict[str, dict | None]) -> Path:
+    """Record a bf16 gate (or none) per member, as `build` does."""
+    document = json.loads((directory / "bundle.json").read_text())
+    for member in document["members"]:
+        if gates.get(member["name"]) is not None:
+            member["bf16_gate"] = gates[member["name"]]
+    write_bundle_json(directory, document)
+    return directory
+
+
+def test_cpu_flags_are_read_from_cpuinfo_text() -> None:
+    text = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\nbogomips\t: 4000\n"
+    assert {"avx512_bf16", "avx512_vnni"} <= cpu_flags(text)
+    assert why_no_cpu_bf16(text) is None
+    assert why_no_cpu_bf16("flags\t: fpu avx2 avx512f avx512_vnni\n") == \
+        "CPU has no bf16 instructions (avx512_bf16 or amx_bf16)"
+    assert why_no_cpu_bf16("flags\t: fpu amx_bf16 amx_tile\n") is None
+
+
+def test_bundle_reads_and_checks_the_bf16_gate(bundle) -> None:
+    with_bf16_gates(bundle.path, {"a": PASSED_GATE})
+    loaded = load_bundle(bundle.path)
+    gate = loaded.member("a").bf16_gate
+    assert gate.passed and gate.max_prob_diff == 0.004 and gate.study_auc_change == -0.001
+    assert loaded.member("b").bf16_gate is None
+    with_bf16_gates(bundle.path, {"b": {**PASSED_GATE, "study_auc_change": None}})
+    with pytest.raises(BundleError, match=r"members\[1\]\.bf16_gate: passed is true but study_auc_change"):
+        load_bundle(bundle.path)
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="needs torch")
+def test_auto_without_a_passed_bf16_gate_stays_on_onnxruntime(bundle) -> None:
+    with_torch_artifacts(bundle.path)
+    _, reason = select_runtime("auto", load_bundle(bundle.path))
+    assert reason == "onnxruntime-cpu (no CUDA device; not bf16: no bf16 gate in the bundle for a, b)"
+    with_bf16_gates(bundle.path, {"a": PASSED_GATE, "b": {**PASSED_GATE, "passed": False,
+                                                          "max_prob_diff": 0.05}})
+    runtime, reason = select_runtime("auto", load_bundle(bundle.path))
+    assert runtime.name == "onnxruntime-cpu"
+    assert reason == "onnxruntime-cpu (no CUDA device; not bf16: bf16 gate not passed by b)"
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="needs torch")
+def test_auto_picks_bf16_where_the_cpu_has_it_and_every_gate_passed(bundle) -> None:
+    with_bf16_gates(with_torch_artifacts(bundle.path), {"a": PASSED_GATE, "b": PASSED_GATE})
+    runtime, reason = select_runtime("auto", load_bundle(bundle.path), threads=2)
+    if CPU_HAS_BF16:
+        assert runtime.name == "torch-cpu-bf16" and runtime.precision == "bf16" and runtime.threads == 2
+        assert reason.startswith("torch-cpu-bf16 (no CUDA device; CPU has bf16 instructions")
+    else:
+        assert reason.startswith("onnxruntime-cpu (no CUDA device; not bf16: CPU has no bf16")
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="needs torch")
+def test_bf16_on_request(bundle) -> None:
+    with_torch_artifacts(bundle.path)
+    if not CPU_HAS_BF16:
+        with pytest.raises(RuntimeUnavailableError, match="CPU has no bf16 instructions"):
+            select_runtime("torch-cpu-bf16", load_bundle(bundle.path))
+        return
+    runtime, reason = select_runtime("torch-cpu-bf16", load_bundle(bundle.path))
+    assert runtime.name == "torch-cpu-bf16"
+    assert reason == "torch-cpu-bf16 (requested; no passed bf16 gate for a, b)"
+
+
+def test_bf16_is_cpu_only() -> None:
+    with pytest.raises(ValueError, match="CPU only"):
+        TorchExportRuntime("cuda", precision="bf16")
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16"):
+        TorchExportRuntime("cpu", precision="int8")
+
+
+@pytest.fixture(scope="module")
+def exported_tiny(tmp_path_factory):
+    """A real tiny fold model exported as the build does, with outputs spread over (0, 1)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("timm")
+    import torch
+    from test_export import export_both, probability_model, write_member_bundle
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    exported = export_both(probability_model("tiny", size=(64, 32)), tmp_path_factory.mktemp("tiny"),
+                           64, 32, "uint8")
+    bundle = load_bundle(write_member_bundle(tmp_path_factory.mktemp("bundle"), exported))
+    yield exported, bundle
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.skipif(not (HAS_TORCH and CPU_HAS_BF16), reason="needs torch and a CPU with bf16")
+def test_bf16_runner_is_close_to_fp32_and_really_bf16(exported_tiny) -> None:
+    from mammo_batch.build.parity import eager_probabilities
+
+    exported, bundle = exported_tiny
+    images = random_images(np.random.default_rng(3), "uint8", (6, 64, 32))
+    eager = eager_probabilities(exported.model, images)
+    runner = TorchExportRuntime("cpu", precision="bf16").load(bundle.members[0], bundle.path)
+    probs = runner.predict(images)
+    assert probs.dtype == np.float32 and probs.shape == (6,)
+    diff = np.abs(probs - eager).max()
+    assert diff <= 0.02, diff  # bf16 keeps ~3 significant digits
+    assert diff > 1e-6, "identical to fp32: autocast did not run in bf16"
+    assert eager.std() > 0.05  # spread outputs: the comparison means something
+    assert runner.predict(images[:1])[0] == pytest.approx(probs[0], abs=1e-2)  # any batch size
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="needs torch")
+def test_the_bf16_gate_measures_probabilities_and_study_auc(exported_tiny) -> None:
+    from mammo_batch.build.parity import BF16_MAX_PROB_DIFF, check_bf16, eager_probabilities
+
+    exported, _ = exported_tiny
+    images = random_images(np.random.default_rng(4), "uint8", (12, 64, 32))
+    fp32 = eager_probabilities(exported.model, images)
+    keys = [f"s{i // 2}" for i in range(12)]  # 6 studies of a left and a right view
+    sides = ["L", "R"] * 6
+    targets = {f"s{i}": i % 2 for i in range(6)}
+    gate = check_bf16(exported.torch, images, fp32, keys, sides, targets)
+    assert gate.views == 12 and gate.studies == 6
+    assert 0 < gate.max_prob_diff <= BF16_MAX_PROB_DIFF
+    assert gate.study_auc_change is not None and abs(gate.study_auc_change) <= 0.005
+    assert gate.passed
+    one_class = check_bf16(exported.torch, images, fp32, keys, sides, dict.fromkeys(targets, 0))
+    assert one_class.study_auc_change is None and not one_class.passed
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="needs torch")
+@pytest.mark.parametrize("preset, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_torch_is_imported_with_sleeping_openmp_threads(bundle, preset, expected) -> None:
+    # Spinning OpenMP threads starve the decode workers (docs/scoring.md); a user's setting wins.
+    with_torch_artifacts(bundle.path)
+    code = ("import os, sys; from mammo_batch.engine.bundle import load_bundle; "
+            "from mammo_batch.engine.runtimes import select_runtime; "
+            f"select_runtime('auto', load_bundle({str(bundle.path)!r})); "
+            "assert 'torch' in sys.modules; print(os.environ['OMP_WAIT_POLICY'])")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if preset:
+        env["OMP_WAIT_POLICY"] = preset
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == expected

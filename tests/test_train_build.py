@@ -126,3 +126,20 @@ def test_ema_balanced_sampling_and_accumulation_train_and_load(small_data, tmp_p
 
     model = create_model("tiny")
     model.load_state_dict(torch.load(tmp_path / "run" / "best.pt", weights_only=True))
+
+
+def test_build_records_each_members_bf16_gate(small_data, tmp_path):
+    from mammo_batch.build.bundle import build_bundle
+
+    config = TrainConfig(epochs=1, batch_size=8, height=128, width=64, workers=1)
+    train_run(config, small_data / "labels.csv", small_data, tmp_path / "run", tmp_path / "cache")
+    bundle = load_bundle(build_bundle([tmp_path / "run"], tmp_path / "bundle"))
+    gate = bundle.members[0].bf16_gate
+    with (tmp_path / "run" / "oof.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert gate.views == len(rows) and gate.studies == len({r["study_key"] for r in rows})  # < 128 views
+    assert 0 <= gate.max_prob_diff <= 0.05  # bf16 on real held-out views: close, not equal
+    assert gate.max_prob_diff_tolerance == 0.02 and gate.study_auc_change_tolerance == 0.005
+    both_classes = len({r["target"] for r in rows}) == 2
+    assert (gate.study_auc_change is not None) == both_classes
+    assert gate.passed == (both_classes and gate.max_prob_diff <= 0.02 and abs(gate.study_auc_change) <= 0.005)

@@ -19,9 +19,10 @@ ORIENTATION_BY_PROFILE = {"mammo-batch": "chest_wall_left", "seed": "as_stored"}
 def member_document(directory: str | Path, *, name: str, fold: int, arch: str, height: int, width: int,
                     onnx: str, torch: str | None = None, onnx_fp16: str | None = None, dtype: str = "uint8",
                     window: str = "dicom",
-                    crop: bool = True, profile: str = "mammo-batch", metrics: dict[str, Any] | None = None
-                    ) -> dict[str, Any]:
-    """One member's entry; artifact paths are relative to `directory`, their sha256 computed here."""
+                    crop: bool = True, profile: str = "mammo-batch", metrics: dict[str, Any] | None = None,
+                    bf16_gate: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One member's entry; artifact paths are relative to `directory`, their sha256 computed here.
+    `bf16_gate`: the build's bf16 check (build.parity.check_bf16, as a dict), or None: never checked."""
     directory = Path(directory)
     files = [onnx] + [file for file in (torch, onnx_fp16) if file]
     return {
@@ -34,6 +35,7 @@ def member_document(directory: str | Path, *, name: str, fold: int, arch: str, h
                       "tensorrt": []},
         "sha256": {file: sha256_file(directory / file) for file in files},
         "metrics": dict(metrics or {}),
+        **({"bf16_gate": bf16_gate} if bf16_gate is not None else {}),
     }
 
 

@@ -22,6 +22,7 @@ from mammo_batch.engine.bundle.model import (
     BUNDLE_FILE,
     FORMAT_VERSION,
     Artifacts,
+    Bf16Gate,
     Bundle,
     Member,
     MemberInput,
@@ -175,6 +176,23 @@ def _member(fields: Fields) -> Member:
         artifacts=artifacts,
         sha256=_checksums(fields.child("sha256"), artifacts),
         metrics=_metrics(fields.child("metrics", {})),
+        bf16_gate=None if fields.raw("bf16_gate", None) is None else _bf16_gate(fields.child("bf16_gate")),
+    )
+
+
+def _bf16_gate(fields: Fields) -> Bf16Gate:
+    passed = fields.boolean("passed")
+    auc_change = None if fields.raw("study_auc_change", None) is None else fields.number("study_auc_change")
+    if passed and auc_change is None:
+        raise fields.error("passed is true but study_auc_change is null: the gate needs both numbers")
+    return Bf16Gate(
+        passed=passed,
+        views=fields.integer("views", minimum=1),
+        studies=fields.integer("studies", minimum=0),
+        max_prob_diff=fields.number("max_prob_diff"),
+        study_auc_change=auc_change,
+        max_prob_diff_tolerance=fields.number("max_prob_diff_tolerance"),
+        study_auc_change_tolerance=fields.number("study_auc_change_tolerance"),
     )
 
 

@@ -66,6 +66,24 @@ class Artifacts:
 
 
 @dataclass(frozen=True)
+class Bf16Gate:
+    """The build's check that the member may run in bf16 (docs/scoring.md, "bf16 gate").
+
+    On real held-out views, bf16 probabilities vs fp32: the largest absolute difference and
+    the change in study-level AUC (None when the views lacked labels of both classes, and
+    then the gate is not passed). `passed` is the build's verdict against the tolerances.
+    """
+
+    passed: bool
+    views: int
+    studies: int
+    max_prob_diff: float
+    study_auc_change: float | None
+    max_prob_diff_tolerance: float
+    study_auc_change_tolerance: float
+
+
+@dataclass(frozen=True)
 class Member:
     """One model of the ensemble (typically one cross-validation fold)."""
 
@@ -78,6 +96,7 @@ class Member:
     # Dicts are left out of the hash so that members (and bundles) can be dict keys.
     sha256: dict[str, str] = field(hash=False)  # artifact file -> hex digest, checked at load
     metrics: dict[str, float] = field(default_factory=dict, hash=False)
+    bf16_gate: Bf16Gate | None = None  # absent: never checked, so never run in bf16 by auto
 
     @property
     def input_size(self) -> tuple[int, int]:

@@ -5,7 +5,8 @@
     probabilities = runner.predict(batch)        # (B, H, W) -> (B,) float32
 
 Files: base.py (the protocols and batch checks), onnx.py (ONNX Runtime, CPU),
-torch_export.py (torch.export programs, CPU/CUDA; torch imported lazily), select.py (auto).
+torch_export.py (torch.export programs, CPU/CUDA, fp32 or CPU bf16; torch imported lazily),
+torch_cpu.py (bf16 detection and preparation), select.py (auto).
 """
 
 from mammo_batch.engine.runtimes.base import MemberRunner, Runtime, RuntimeUnavailableError
