@@ -373,3 +373,21 @@ def test_score_exits_2_on_a_bundle_pointing_outside(bundle_dir: Path, tmp_path: 
     assert result.exit_code == 2, result.output
     assert "outside the bundle directory" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "s.parquet").exists()
+
+
+def test_unknown_keys_are_named_in_a_warning(bundle_dir: Path, caplog) -> None:
+    """A typo ("preprocesss") would otherwise silently fall back to a default."""
+    document = json.loads((bundle_dir / "bundle.json").read_text())
+    document["members"][0]["preprocesss"] = {"window": "minmax"}
+    document["thresold"] = 0.9
+    write_bundle_json(bundle_dir, document)
+    with caplog.at_level("WARNING", logger="mammo_batch.engine.bundle.load"):
+        load_bundle(bundle_dir)
+    assert "members[0].preprocesss" in caplog.text and "thresold" in caplog.text
+    caplog.clear()
+    document = json.loads((bundle_dir / "bundle.json").read_text())
+    del document["members"][0]["preprocesss"], document["thresold"]
+    write_bundle_json(bundle_dir, document)
+    with caplog.at_level("WARNING", logger="mammo_batch.engine.bundle.load"):
+        load_bundle(bundle_dir)
+    assert "unknown key" not in caplog.text  # provenance and metrics are free-form: never flagged

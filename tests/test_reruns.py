@@ -126,6 +126,8 @@ def test_a_truncated_view_makes_its_study_partial(studies, tmp_path, ensemble):
     assert row["n_views"] == n_files - 1 and row["n_views_skipped"] == 1
     assert "truncated" in row["error"]
     assert summary.exit_code == 3
+    again = score(studies, tmp_path / "scores.parquet", ensemble)  # partial and failed studies are retried
+    assert (again.scored, again.kept) == (1, 3) and again.counts == {"partial": 1}
 
 
 def test_rows_of_studies_whose_files_are_gone_are_kept_and_counted(studies, tmp_path, ensemble):
