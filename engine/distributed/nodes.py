@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 
 
@@ -20,6 +19,3 @@ def unreadable_here(path: str) -> str:
         return f"node {node_name()} cannot read this path ({exc.strerror or type(exc).__name__}); " \
                "inputs must be on a filesystem every Ray node mounts"
 
-
-def readable_dir_here(path: str) -> bool:
-    return os.path.isdir(path) and os.access(path, os.R_OK | os.X_OK)
