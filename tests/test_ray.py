@@ -56,6 +56,14 @@ def bundle(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def backlog(tmp_path_factory) -> Path:
+    """40 small studies: enough journal parts that a kill lands between the first and the end."""
+    root = tmp_path_factory.mktemp("backlog")
+    write_studies(root, 40, seed=9, size=(128, 104), layout="accession")
+    return root
+
+
+@pytest.fixture(scope="module")
 def studies(tmp_path_factory) -> Path:
     """6 studies with bad files: one damaged view (partial), a study of damaged views (failed), an
     empty file and a dangling link (failed files), besides the CSVs synth writes (not DICOM)."""
@@ -132,7 +140,8 @@ def journalled_ok(journal: Path) -> set[str]:
     return keys
 
 
-def test_a_killed_driver_resumes_to_the_same_output(ray_cluster, studies, bundle, tmp_path):
+def test_a_killed_driver_resumes_to_the_same_output(ray_cluster, backlog, bundle, tmp_path):
+    studies = backlog
     reference = tmp_path / "reference.parquet"
     run(studies, bundle, reference, "local")
     for attempt in range(3):  # the kill races the end of a short run: a run that won the race is tried again
