@@ -169,20 +169,32 @@ def _run(paths: list[Path], out: Path, ensemble: Ensemble, rules: Rules, options
         store.append(scores, views)
         progress.update(len(results), sum(len(r.views) for r in results))
 
-    try:
-        with _stop_on_signals() as stop:
+    # Signals stop the scheduling (no new study opened); one that arrives later, while the results are
+    # written, waits for the write: the handler stays installed until the outputs are complete.
+    with _stop_on_signals() as stop:
+        try:
             times = _schedule(jobs, ensemble, options, sink, stop.is_set, summary)
             summary.interrupted = stop.signal_name
-    finally:
-        progress.close()
-    summary.timings["scoring_s"] = round(progress.elapsed, 3)
-    summary.views = times.views
+        finally:
+            progress.close()
+        summary.timings["scoring_s"] = round(progress.elapsed, 3)
+        summary.views = times.views
+        _write_outputs(store, plan, info, rules, seen, scored_at, summary, times)
+    summary.timings["wall_s"] = round(time.monotonic() - started, 3)
+    if options.report_out is not None:
+        from mammo_batch.engine.report import write_report  # plots need the report extra: loaded on demand
 
+        write_report(out, options.report_out, views_path=store.views_store)
+    return summary
+
+
+def _write_outputs(store: ResultStore, plan, info: RunInfo, rules: Rules, seen: set[str], scored_at: datetime,
+                   summary: ScoreSummary, times: StageTimes) -> None:
+    """Files of no study, then the final outputs (every row re-derived with `rules`)."""
     write_started = time.monotonic()
     for orphans in _chunks(plan.orphans(), 10_000):
         store.append(scores_table([], [], info), views_table([], orphans, info))
     summary.timings.update(prepare_s=round(times.prepare_s, 3), model_s=round(times.model_s, 3))
-    summary.timings["write_s"] = round(time.monotonic() - write_started, 3)
     summary.output_counts = store.finalize(rules, seen=seen, seen_at=scored_at, metadata={
         "timings": summary.timings,
         "counts": {"studies": summary.studies, "scored": summary.scored, "unchanged": summary.kept,
@@ -191,12 +203,6 @@ def _run(paths: list[Path], out: Path, ensemble: Ensemble, rules: Rules, options
         "engine": {"name": summary.engine, **summary.cluster},
     })
     summary.timings["write_s"] = round(time.monotonic() - write_started, 3)
-    summary.timings["wall_s"] = round(time.monotonic() - started, 3)
-    if options.report_out is not None:
-        from mammo_batch.engine.report import write_report  # plots need the report extra: loaded on demand
-
-        write_report(out, options.report_out, views_path=store.views_store)
-    return summary
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:
