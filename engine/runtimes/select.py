@@ -102,11 +102,15 @@ def _why_not_bf16(bundle: Bundle, torch: Any) -> str | None:
     return why_no_cpu_bf16() or torch_bf16_ready(torch)
 
 
-def _torch(bundle: Bundle, threads: int | None) -> Selection:
+def _require_torch_artifacts(bundle: Bundle, requested: str) -> None:
     missing = _members_without_torch(bundle)
     if missing:
-        raise RuntimeUnavailableError(f"--runtime torch: bundle {bundle.id} has no torch artifact for "
+        raise RuntimeUnavailableError(f"--runtime {requested}: bundle {bundle.id} has no torch artifact for "
                                       f"{', '.join(missing)}; use --runtime onnx or auto")
+
+
+def _torch(bundle: Bundle, threads: int | None) -> Selection:
+    _require_torch_artifacts(bundle, "torch")
     torch = import_torch()
     if torch.cuda.is_available():
         return Selection(TorchExportRuntime("cuda", threads), "torch-cuda (requested)")
@@ -115,10 +119,7 @@ def _torch(bundle: Bundle, threads: int | None) -> Selection:
 
 def _torch_cpu_bf16(bundle: Bundle, threads: int | None) -> Selection:
     """On request: bf16 even for members without a passed gate (logged), never on a CPU without bf16."""
-    missing = _members_without_torch(bundle)
-    if missing:
-        raise RuntimeUnavailableError(f"--runtime torch-cpu-bf16: bundle {bundle.id} has no torch artifact "
-                                      f"for {', '.join(missing)}; use --runtime onnx or auto")
+    _require_torch_artifacts(bundle, "torch-cpu-bf16")
     torch = import_torch()
     why_not = why_no_cpu_bf16() or torch_bf16_ready(torch)
     if why_not:
