@@ -56,6 +56,9 @@ MODELS_ENV = "MAMMO_BATCH_MODELS"
               help="Seconds one file may take to decode and prepare before it is failed.")
 @click.option("--report", "report_out", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the nightly report: one self-contained HTML page (see `mammo-batch report`).")
+@click.option("--sr-out", "sr_out", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write one DICOM SR per scored study whose result changed into this folder, for "
+              "`mammo-batch push` (the pacs extra; docs/pacs.md).")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True,
               help="local: this machine; ray: a Ray cluster (the `ray` extra; docs/ray.md).")
@@ -66,9 +69,9 @@ MODELS_ENV = "MAMMO_BATCH_MODELS"
 @workers_option
 def score_command(paths, out: Path, models: Path, views_out: Path | None, runtime: str, batch_size: int,
                   threads: int | None, breast_agg: str | None, study_agg: str | None, threshold: float | None,
-                  rescore: bool, flush_every: int, time_limit_s: float, report_out: Path | None, quiet: bool,
-                  engine: str, ray_address: str | None, study_key: str, view_filter: str | None, workers: int,
-                  decoder: str) -> None:
+                  rescore: bool, flush_every: int, time_limit_s: float, report_out: Path | None,
+                  sr_out: Path | None, quiet: bool, engine: str, ray_address: str | None, study_key: str,
+                  view_filter: str | None, workers: int, decoder: str) -> None:
     """Score every study under PATHS with the ensemble in --models and write --out.
 
     Exit status: 0 all studies ok, 3 finished with failed or partial studies,
@@ -78,7 +81,7 @@ def score_command(paths, out: Path, models: Path, views_out: Path | None, runtim
                            batch_size=batch_size, breast_agg=breast_agg, study_agg=study_agg,
                            threshold=threshold, study_key=study_key, view_filter=parse_views(view_filter),
                            rescore=rescore, flush_every=flush_every, time_limit_s=time_limit_s,
-                           report_out=report_out, progress=not quiet, decoder=decoder, engine=engine,
+                           report_out=report_out, sr_out=sr_out, progress=not quiet, decoder=decoder, engine=engine,
                            ray_address=ray_address)
     try:
         summary = score(paths, out=out, models=models, options=options)

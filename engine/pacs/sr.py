@@ -1,0 +1,184 @@
+"""`write_srs`: the finished outputs of a scoring run -> one DICOM SR per scored study whose results changed.
+
+The SR folder keeps a manifest (`manifest.json`): study_key -> the hash of what its SR shows, the SR's
+file name, SOPInstanceUID and InstanceNumber. A study whose shown content is unchanged gets no new SR;
+a changed one gets a new instance in the same series (series UID derived from the StudyInstanceUID),
+InstanceNumber + 1, a new SOPInstanceUID, its predecessor in PredecessorDocumentsSequence; the new file
+replaces the previous one in the folder (the PACS keeps both). File names are `sr-<counter>.dcm`,
+never built from tag values. Only studies with a score (status ok or partial) get an SR.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import generate_uid
+
+from mammo_batch.engine.pacs.sr_content import SrIdentity, StudyResult, build_sr, series_uid_for
+from mammo_batch.engine.results.files import fsync_dir, read_run_metadata, temp_name
+
+log = logging.getLogger("mammo_batch.sr")
+
+MANIFEST = "manifest.json"
+SCORED = ("ok", "partial")
+MEMBER_PREFIX = "prob_"
+
+
+@dataclass
+class SrCounts:
+    written: int = 0  # new studies and superseding versions
+    superseded: int = 0  # of `written`: those replacing an earlier SR
+    unchanged: int = 0
+    not_scored: int = 0  # failed / skipped studies: nothing to report
+    no_source: int = 0  # no readable source file left to copy the patient/study modules from
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(vars(self))
+
+
+def write_srs(scores_parquet: str | os.PathLike, views_parquet: str | os.PathLike,
+              sr_dir: str | os.PathLike) -> SrCounts:
+    """Write an SR into `sr_dir` for each scored study of `scores_parquet` whose shown content changed
+    since the last call on the same folder; returns the counts (also logged)."""
+    sr_dir = Path(sr_dir)
+    sr_dir.mkdir(parents=True, exist_ok=True)
+    manifest = _read_manifest(sr_dir)
+    threshold = read_run_metadata(scores_parquet).get("arguments", {}).get("threshold")
+    scores = pq.read_table(scores_parquet).to_pylist()
+    views_by_study = _views_by_study(views_parquet)
+    members = _members(views_parquet)
+    counts = SrCounts()
+    try:
+        for row in scores:
+            if row["status"] not in SCORED or not _finite(row.get("score")):
+                counts.not_scored += 1
+                continue
+            views = views_by_study.get(row["study_key"], [])
+            row_threshold = row.get("threshold", threshold)  # per row where the store keeps it
+            if row_threshold is None:
+                raise ValueError(f"{scores_parquet} records no threshold: cannot state the recall rule")
+            result = StudyResult(row, float(row_threshold), views, members)
+            _write_one(sr_dir, manifest, result, counts)
+    finally:
+        _write_manifest(sr_dir, manifest)  # what was written so far stays known, even after an error
+    log.info("SR: %d written (%d superseding an earlier one), %d unchanged, %d not scored, %d without source "
+             "files, in %s", counts.written, counts.superseded, counts.unchanged, counts.not_scored,
+             counts.no_source, sr_dir)
+    return counts
+
+
+def _write_one(sr_dir: Path, manifest: dict[str, Any], result: StudyResult, counts: SrCounts) -> None:
+    key = result.row["study_key"]
+    digest = content_hash(result)
+    entry = manifest.get(key)
+    if entry is not None and entry["hash"] == digest:
+        counts.unchanged += 1
+        return
+    sources = _sources(result)
+    if not sources:
+        counts.no_source += 1
+        return
+    previous = _read_previous(sr_dir, entry)
+    study_uid = next(iter(sources.values())).StudyInstanceUID
+    number = entry["instance_number"] + 1 if entry else 1
+    identity = SrIdentity(series_uid_for(study_uid), generate_uid(), number)
+    sr = build_sr(result, sources, identity, previous)
+    name = entry["file"] if entry else _next_name(manifest)
+    _save(sr, sr_dir / name)
+    manifest[key] = {"hash": digest, "file": name, "sop_instance_uid": identity.sop_instance_uid,
+                     "instance_number": number, "series_instance_uid": identity.series_instance_uid}
+    counts.written += 1
+    counts.superseded += entry is not None
+
+
+def content_hash(result: StudyResult) -> str:
+    """What the SR shows (scores, decision, threshold, bundle, engine, views): not when it was scored."""
+    row = result.row
+    shown = {
+        "study": [row.get(c) for c in ("score", "recall", "left_score", "right_score", "bundle_id",
+                                       "engine_version")],
+        "threshold": result.threshold,
+        "views": sorted([v.get("sop_instance_uid"), v.get("laterality"), v.get("view"), v.get("prob"),
+                         [v.get(MEMBER_PREFIX + m) for m in result.members]] for v in result.views),
+    }
+    return hashlib.sha256(json.dumps(shown, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _views_by_study(views_parquet: str | os.PathLike) -> dict[str, list[dict]]:
+    table = pq.read_table(views_parquet)
+    by_study: dict[str, list[dict]] = {}
+    for view in table.to_pylist():
+        if view["status"] == "ok" and view.get("sop_instance_uid"):
+            by_study.setdefault(view["study_key"], []).append(view)
+    return by_study
+
+
+def _members(views_parquet: str | os.PathLike) -> list[str]:
+    names = pq.read_schema(views_parquet).names
+    return [n[len(MEMBER_PREFIX):] for n in names if n.startswith(MEMBER_PREFIX)]
+
+
+def _sources(result: StudyResult) -> dict[str, Dataset]:
+    """SOPInstanceUID -> header of each scored view's file (no pixels); files gone or unreadable left out."""
+    sources = {}
+    for view in result.views:
+        try:
+            dataset = pydicom.dcmread(view["path"], stop_before_pixels=True)
+        except (OSError, InvalidDicomError, ValueError):
+            continue
+        if dataset.get("SOPInstanceUID") == view["sop_instance_uid"]:  # the file still is that image
+            sources[view["sop_instance_uid"]] = dataset
+    return sources
+
+
+def _read_previous(sr_dir: Path, entry: Mapping | None) -> Dataset | None:
+    if entry is None:
+        return None
+    try:
+        return pydicom.dcmread(sr_dir / entry["file"])
+    except (OSError, InvalidDicomError):
+        log.warning("the previous SR %s is gone: its successor references none", entry["file"])
+        return None
+
+
+def _next_name(manifest: Mapping[str, Any]) -> str:
+    used = {entry["file"] for entry in manifest.values()}
+    number = len(manifest) + 1
+    while f"sr-{number:08d}.dcm" in used:
+        number += 1
+    return f"sr-{number:08d}.dcm"
+
+
+def _save(dataset: Dataset, path: Path) -> None:
+    temporary = path.with_name(temp_name(path))
+    dataset.save_as(temporary, enforce_file_format=True)
+    os.replace(temporary, path)
+
+
+def _read_manifest(sr_dir: Path) -> dict[str, Any]:
+    path = sr_dir / MANIFEST
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def _write_manifest(sr_dir: Path, manifest: Mapping[str, Any]) -> None:
+    path = sr_dir / MANIFEST
+    temporary = path.with_name(temp_name(path))
+    temporary.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(temporary, path)
+    fsync_dir(sr_dir)
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
