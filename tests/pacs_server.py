@@ -96,3 +96,60 @@ class OrthancServer:
 
     def instances(self) -> list[str]:
         return self.get("/instances").json()
+
+
+class BearerGate:
+    """A real HTTP front door that admits only `Authorization: Bearer <token>` and forwards to Orthanc
+    (Orthanc 1.10 has no bearer authentication of its own; sites put such a gateway in front of it).
+
+    Records every Authorization header it saw, so tests can check what the client sent."""
+
+    def __init__(self, upstream: OrthancServer, token: str) -> None:
+        import http.server
+        import threading
+
+        gate = self
+        self.seen: list[str | None] = []
+        self.upstream, self.token = upstream, token
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                gate._forward(self, "GET")
+
+            def do_POST(self) -> None:
+                gate._forward(self, "POST")
+
+            def log_message(self, *args) -> None:  # quiet
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.dicomweb = f"{self.url}/dicom-web"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def _forward(self, handler, method: str) -> None:
+        header = handler.headers.get("Authorization")
+        self.seen.append(header)
+        if header != f"Bearer {self.token}":
+            handler.send_response(401)
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else None
+        headers = {k: v for k, v in handler.headers.items() if k.lower() in ("accept", "content-type")}
+        response = requests.request(method, self.upstream.url + handler.path, data=body, headers=headers,
+                                    auth=self.upstream.auth, timeout=60)
+        handler.send_response(response.status_code)
+        handler.send_header("Content-Type", response.headers.get("Content-Type", "application/octet-stream"))
+        handler.send_header("Content-Length", str(len(response.content)))
+        handler.end_headers()
+        handler.wfile.write(response.content)
+
+    def __enter__(self) -> BearerGate:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()

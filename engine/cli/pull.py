@@ -11,7 +11,7 @@ import click
 from mammo_batch.engine.pacs.credentials import CredentialsError, describe_auth
 from mammo_batch.engine.pacs.extra import PacsExtraMissing, require_pacs_extra
 
-EXIT_OK, EXIT_USAGE, EXIT_INCOMPLETE = 0, 2, 3
+EXIT_OK, EXIT_CRASH, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
 
 
 @click.command()
@@ -26,7 +26,8 @@ def pull(url: str, since: datetime, until: datetime | None, to: Path, quiet: boo
 
     Credentials come from the environment only: $MAMMO_BATCH_DICOMWEB_TOKEN (bearer), or
     $MAMMO_BATCH_DICOMWEB_USER and $MAMMO_BATCH_DICOMWEB_PASSWORD (HTTP basic).
-    Exit status: 0 all fetched, 3 some instances failed, 2 usage error.
+    Exit status: 0 all fetched, 3 some instances failed, 2 usage error, 1 the search failed
+    (authentication, network); rerun to resume.
     """
     try:
         require_pacs_extra("`mammo-batch pull`")
@@ -36,6 +37,7 @@ def pull(url: str, since: datetime, until: datetime | None, to: Path, quiet: boo
     from tqdm import tqdm
 
     from mammo_batch.engine.pacs.dicomweb import dicomweb_client
+    from mammo_batch.engine.pacs.pull import PullError
     from mammo_batch.engine.pacs.pull import pull as pull_studies
 
     try:
@@ -44,8 +46,12 @@ def pull(url: str, since: datetime, until: datetime | None, to: Path, quiet: boo
         click.echo(f"Error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
     click.echo(f"pull from {url} ({describe_auth()})", err=True)
-    with tqdm(unit="instance", disable=quiet) as bar:
-        counts = pull_studies(client, since.date(), until.date() if until else None, to, progress=bar.update)
+    try:
+        with tqdm(unit="instance", disable=quiet) as bar:
+            counts = pull_studies(client, since.date(), until.date() if until else None, to, progress=bar.update)
+    except PullError as exc:  # what was fetched stays; a rerun resumes
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(EXIT_CRASH)
     click.echo(f"{counts.studies} studies, {counts.instances} MG instances: {counts.fetched} fetched, "
                f"{counts.skipped} already in {to}, {counts.failed} failed", err=True)
     sys.exit(EXIT_INCOMPLETE if counts.failed else EXIT_OK)

@@ -31,6 +31,10 @@ STUDY_UID, SERIES_UID, SOP_UID = "0020000D", "0020000E", "00080018"
 ORIGINAL_SYNTAX = (("application/dicom", "*"),)  # WADO-RS: the file as stored
 
 
+class PullError(RuntimeError):
+    """The PACS refused or did not answer a search (authentication, network, server error)."""
+
+
 @dataclass
 class PullCounts:
     studies: int = 0
@@ -72,9 +76,14 @@ def _hash(uid: str) -> str:
 
 
 def _paged(search: Callable[..., list[dict]], **kwargs) -> Iterator[dict]:
+    import requests
+
     offset = 0
     while True:
-        page = search(limit=PAGE, offset=offset, **kwargs)
+        try:
+            page = search(limit=PAGE, offset=offset, **kwargs)
+        except requests.RequestException as error:
+            raise PullError(f"the QIDO-RS search failed: {safe_error(error)}") from None
         yield from page
         if len(page) < PAGE:
             return
