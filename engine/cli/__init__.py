@@ -15,6 +15,7 @@ from mammo_batch.engine.cli.push import push
 from mammo_batch.engine.cli.report import report
 from mammo_batch.engine.cli.score import score_command
 from mammo_batch.engine.cli.synth import synth
+from mammo_batch.engine.cli.threshold import threshold
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -39,6 +40,7 @@ cli.add_command(bundle)
 cli.add_command(report)
 cli.add_command(pull)
 cli.add_command(push)
+cli.add_command(threshold)
 
 
 def main() -> None:
