@@ -53,7 +53,8 @@ def sources(tmp_path_factory, cbis_cases) -> dict[str, Path]:
     """SOPInstanceUID -> file: 3 synthetic studies (dated 2020-2021) and two real CBIS-DDSM images (2016)."""
     root = tmp_path_factory.mktemp("sources")
     write_studies(root / "synth", 3, seed=0, size=(256, 208))
-    files = [p for p in (root / "synth").rglob("*") if p.is_file()] + sorted((cbis_cases / "sfm-malign-0").iterdir())[:2]
+    cbis = sorted((cbis_cases / "sfm-malign-0").iterdir())[:2]
+    files = [p for p in (root / "synth").rglob("*") if p.is_file()] + cbis
     by_uid = {}
     for path in files:
         try:
@@ -102,6 +103,7 @@ def test_pull_fetches_the_date_window_as_stored_and_resumes(pacs, sources, tmp_p
     assert "1 fetched" in again.stderr and f"{len(pulled) - 1} already in" in again.stderr
 
 
+@pytest.mark.slow
 def test_pull_score_push_and_read_the_sr_back_from_orthanc(pacs, sources, tmp_path):
     studies, sr_dir, out = tmp_path / "studies", tmp_path / "sr", tmp_path / "scores.parquet"
     bundle = write_test_bundle(tmp_path / "bundle", MEMBERS, threshold=0.5)

@@ -79,7 +79,7 @@ def build_sr(result: StudyResult, sources: Mapping[str, Dataset], identity: SrId
         evidence=evidence, content=report, series_instance_uid=identity.series_instance_uid,
         series_number=SERIES_NUMBER, sop_instance_uid=identity.sop_instance_uid,
         instance_number=identity.instance_number, manufacturer=MANUFACTURER, is_complete=True,
-        is_final=False, is_verified=False, previous_versions=[previous] if previous is not None else None)
+        is_final=True, is_verified=False, previous_versions=[previous] if previous is not None else None)
     sr.SeriesDescription = SERIES_DESCRIPTION
     sr.CodingSchemeIdentificationSequence = [_private_scheme()]
     return sr
