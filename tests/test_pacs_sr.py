@@ -5,8 +5,10 @@ writes no SR for an unchanged study and supersedes the SR of a changed one."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -137,3 +139,39 @@ def test_sr_out_that_is_a_file_is_a_usage_error(run, tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "--sr-out" in result.stderr
 
+
+
+def test_nightly_reruns_through_the_api_rewrite_only_changed_studies(run, tmp_path):
+    out, sr = tmp_path / "scores.parquet", tmp_path / "sr"
+    options = dict(out=out, models=run["bundle"], sr_out=sr, workers=1, progress=False)
+    mammo_batch.score([run["root"] / "studies"], **options)
+    first = {p.name: p.read_bytes() for p in sr_files(sr)}
+    mammo_batch.score([run["root"] / "studies"], **options)  # nothing changed tonight
+    assert {p.name: p.read_bytes() for p in sr_files(sr)} == first
+    mammo_batch.score([run["root"] / "studies"], threshold=0.01, **options)  # every decision changes
+    for path in sr_files(sr):
+        sr_now = pydicom.dcmread(path)
+        assert sr_now.InstanceNumber == 2 and "PredecessorDocumentsSequence" in sr_now
+        assert measurement_groups(sr_now)["study"]["Recall (study score at or above the threshold)"] == "Yes"
+
+
+def test_no_patient_name_or_birth_date_in_the_logs(run, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    write_srs(run["out"], views_store_path(run["out"]), tmp_path / "sr")
+    views = pq.read_table(views_store_path(run["out"])).to_pandas()
+    for path in views[views.status == "ok"].path:
+        source = pydicom.dcmread(path, stop_before_pixels=True)
+        for value in (str(source.PatientName), str(source.get("PatientBirthDate", ""))):
+            assert value and value not in caplog.text
+
+
+def test_a_push_that_reaches_no_one_fails_and_is_retried_next_time(run, tmp_path):
+    sr = tmp_path / "sr"
+    shutil.copytree(run["sr"], sr)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once we leave: nothing listens there
+    command = [sys.executable, "-m", "mammo_batch.engine.cli", "push", str(sr), f"dicom://NOBODY@127.0.0.1:{port}"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 3 and "3 failed" in result.stderr
+    assert not list(sr.glob("pushed-*.json")) or json.loads(next(sr.glob("pushed-*.json")).read_text()) == []
