@@ -145,6 +145,22 @@ def test_pull_score_push_and_read_the_sr_back_from_orthanc(pacs, sources, tmp_pa
     again = cli("pull", pacs.dicomweb, "--since", "1900-01-01", "--to", str(studies), "--quiet")
     assert "0 fetched" in again.stderr
 
+    # The next night every decision changes (a new threshold): each study's series gets a second SR
+    # that names the first as its predecessor; only those are sent.
+    rescored = cli("score", str(studies), "--models", str(bundle), "--out", str(out), "--sr-out", str(sr_dir),
+                   "--workers", "1", "--quiet", "--threshold", "0.01")
+    assert rescored.returncode in (0, 3), rescored.stderr
+    assert f"{len(scores)} sent, 0 accepted before" in cli("push", str(sr_dir), pacs.dicomweb).stderr
+    for item in client.search_for_series(search_filters={"Modality": "SR"}):
+        study_uid, series_uid = item["0020000D"]["Value"][0], item["0020000E"]["Value"][0]
+        found = {int(i["00200013"]["Value"][0]): i["00080018"]["Value"][0]
+                 for i in client.search_for_instances(study_uid, series_uid, fields=["InstanceNumber"])}
+        assert sorted(found) == [1, 2]
+        newer = client.retrieve_instance(study_uid, series_uid, found[2])
+        predecessor = newer.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
+        assert predecessor.ReferencedSOPInstanceUID == found[1]
+        assert measurement_groups(newer)["study"]["Recall (study score at or above the threshold)"] == "Yes"
+
 
 def test_basic_auth_and_bearer_token_come_from_the_environment_and_never_show(tmp_path, sources):
     password, token = "pw-Zq81-never-print", "tok-7f3a-never-print"

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
 
 from mammo_batch.engine.dicom.quiet import safe_error
 from mammo_batch.engine.pacs.dicomweb import dicomweb_client
@@ -74,7 +75,11 @@ def push(sr_dir: str | os.PathLike, destination: str, *, calling_aet: str = DEFA
     datasets = []
     for path in sr_files(sr_dir):
         counts.files += 1
-        dataset = pydicom.dcmread(path)
+        try:
+            dataset = pydicom.dcmread(path)
+        except (OSError, InvalidDicomError) as error:  # a file removed or damaged by hand: the others go
+            _failed(counts, 1, f"{path.name}: {safe_error(error)}")
+            continue
         if dataset.SOPInstanceUID in ledger:
             counts.already += 1
         else:
