@@ -148,6 +148,8 @@ def test_nightly_reruns_through_the_api_rewrite_only_changed_studies(run, tmp_pa
     first = {p.name: p.read_bytes() for p in sr_files(sr)}
     mammo_batch.score([run["root"] / "studies"], **options)  # nothing changed tonight
     assert {p.name: p.read_bytes() for p in sr_files(sr)} == first
+    mammo_batch.score([run["root"] / "studies"], rescore=True, **options)  # rescored: new scored_at, same results
+    assert {p.name: p.read_bytes() for p in sr_files(sr)} == first
     mammo_batch.score([run["root"] / "studies"], threshold=0.01, **options)  # every decision changes
     for path in sr_files(sr):
         sr_now = pydicom.dcmread(path)
