@@ -97,6 +97,11 @@ def test_pull_fetches_the_date_window_as_stored_and_resumes(pacs, sources, tmp_p
         assert fetched.PixelData == original.PixelData
         assert dataset.PatientID == original.PatientID
 
+    only_2016 = cli("pull", pacs.dicomweb, "--since", "2016-01-01", "--until", "2016-12-31", "--to",
+                    str(tmp_path / "2016"), "--quiet")
+    assert only_2016.returncode == 0, only_2016.stderr
+    assert {d.StudyDate for d in headers((tmp_path / "2016").rglob("*.dcm")).values()} == {"20161004"}
+
     victim = next(iter(to.rglob("*.dcm")))
     victim.unlink()
     again = cli("pull", pacs.dicomweb, "--since", "1900-01-01", "--to", str(to), "--quiet")

@@ -89,7 +89,7 @@ def _describable(dataset: Dataset) -> bool:
     """Whether highdicom can describe the image in the image library (it needs e.g. PatientOrientation,
     which some real files lack); an image it cannot describe is still referenced by its group."""
     try:
-        hd.sr.ImageLibrary([dataset])
+        hd.sr.ImageLibraryEntryDescriptors(dataset)
     except (AttributeError, ValueError, TypeError):
         return False
     return True
