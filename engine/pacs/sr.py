@@ -27,6 +27,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import generate_uid
 
+from mammo_batch.engine.dicom.quiet import safe_error
 from mammo_batch.engine.pacs.sr_content import SrIdentity, StudyResult, build_sr, series_uid_for
 from mammo_batch.engine.results.files import fsync_dir, read_run_metadata, temp_name
 
@@ -47,6 +48,7 @@ class SrCounts:
     unchanged: int = 0
     not_scored: int = 0  # failed / skipped studies: nothing to report
     no_source: int = 0  # no readable source file left to copy the patient/study modules from
+    failed: int = 0  # highdicom refused the study's sources (logged; retried next time)
 
     def as_dict(self) -> dict[str, int]:
         return dict(vars(self))
@@ -85,8 +87,8 @@ def write_srs(scores_parquet: str | os.PathLike, views_parquet: str | os.PathLik
     finally:
         _write_manifest(sr_dir, manifest)  # what was written so far stays known, even after an error
     log.info("SR: %d written (%d superseding an earlier one), %d unchanged, %d not scored, %d without source "
-             "files, in %s", counts.written, counts.superseded, counts.unchanged, counts.not_scored,
-             counts.no_source, sr_dir)
+             "files, %d refused, in %s", counts.written, counts.superseded, counts.unchanged, counts.not_scored,
+             counts.no_source, counts.failed, sr_dir)
     return counts
 
 
@@ -117,7 +119,13 @@ def _write_one(sr_dir: Path, manifest: dict[str, Any], result: StudyResult, row_
     study_uid = next(iter(sources.values())).StudyInstanceUID
     number = entry["instance_number"] + 1 if entry else 1
     identity = SrIdentity(series_uid_for(study_uid), generate_uid(), number)
-    sr = build_sr(result, sources, identity, previous)
+    try:
+        sr = build_sr(result, sources, identity, previous)
+    except (ValueError, TypeError, AttributeError) as error:  # real headers break strict rules; one study
+        counts.failed += 1
+        log.warning("SR: study %d of tonight's changed studies: no SR (%s)", counts.written + counts.failed,
+                    safe_error(error))
+        return
     name = entry["file"] if entry else _next_name(manifest)
     _save(sr, sr_dir / name)
     manifest[key] = {"hash": digest, "row_key": row_key, "file": name, "sop_instance_uid": identity.sop_instance_uid,
@@ -133,8 +141,9 @@ def content_hash(result: StudyResult) -> str:
         "study": [row.get(c) for c in ("score", "recall", "left_score", "right_score", "bundle_id",
                                        "engine_version")],
         "threshold": result.threshold,
-        "views": sorted([v.get("sop_instance_uid"), v.get("laterality"), v.get("view"), v.get("prob"),
-                         [v.get(MEMBER_PREFIX + m) for m in result.members]] for v in result.views),
+        "views": sorted(json.dumps([v.get("sop_instance_uid"), v.get("laterality"), v.get("view"), v.get("prob"),
+                                    [v.get(MEMBER_PREFIX + m) for m in result.members]], default=str)
+                        for v in result.views),
     }
     return hashlib.sha256(json.dumps(shown, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -144,8 +153,11 @@ def _views_by_study(views_parquet: str | os.PathLike, study_keys: pa.ChunkedArra
     table = table.filter(pc.fill_null(pc.and_(pc.is_in(table["study_key"], study_keys.combine_chunks()),
                                               pc.equal(table["status"], "ok")), False))
     by_study: dict[str, list[dict]] = {}
+    seen: set[tuple[str, str]] = set()
     for view in table.to_pylist():
-        if view.get("sop_instance_uid"):
+        uid = view.get("sop_instance_uid")
+        if uid and (view["study_key"], uid) not in seen:  # duplicate copies of one image: shown once
+            seen.add((view["study_key"], uid))
             by_study.setdefault(view["study_key"], []).append(view)
     return by_study
 
