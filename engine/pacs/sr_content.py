@@ -3,8 +3,8 @@
 Why TID 1500 and not the Mammography CAD SR (TID 4000): TID 4000 describes CAD *findings* (marks with
 locations, composite features); our models give a study and a breast score with no location, which TID
 4000 can only carry as a bare summary. TID 1500 carries exactly what we have (measurement groups with
-finding sites, the algorithm's identity, the source images), highdicom writes and validates it, and
-viewers that show AI results (e.g. OHIF) read it. Details: docs/pacs.md.
+finding sites, the algorithm's identity, the source images), and highdicom writes and validates it.
+Details: docs/pacs.md.
 
 Content tree (root: Imaging Measurement Report):
     observer: device mammo-batch (model name = the bundle id)
