@@ -190,7 +190,7 @@ def _run(paths: list[Path], out: Path, ensemble: Ensemble, rules: Rules, options
     if options.sr_out is not None:
         from mammo_batch.engine.pacs.sr import write_srs  # highdicom: the pacs extra, loaded on demand
 
-        write_srs(out, store.views_store, options.sr_out)
+        write_srs(out, store.views_store, options.sr_out, workers=options.workers)
     return summary
 
 

@@ -177,3 +177,19 @@ def test_a_push_that_reaches_no_one_fails_and_is_retried_next_time(run, tmp_path
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 3 and "3 failed" in result.stderr
     assert not list(sr.glob("pushed-*.json")) or json.loads(next(sr.glob("pushed-*.json")).read_text()) == []
+
+
+def test_a_process_pool_writes_the_same_srs(run, tmp_path):
+    one = write_srs(run["out"], views_store_path(run["out"]), tmp_path / "one", workers=1)
+    pooled = write_srs(run["out"], views_store_path(run["out"]), tmp_path / "pool", workers=2,
+                       pool_from=1)
+    assert one.written == pooled.written == 3
+    manifests = [json.loads((tmp_path / d / MANIFEST).read_text()) for d in ("one", "pool")]
+    assert {k: (v["hash"], v["file"]) for k, v in manifests[0].items()} == \
+        {k: (v["hash"], v["file"]) for k, v in manifests[1].items()}
+    for key, entry in manifests[0].items():
+        groups = [measurement_groups(pydicom.dcmread(tmp_path / d / entry["file"])) for d in ("one", "pool")]
+        for group in groups:  # tracking UIDs differ by design; the values must not
+            for items in group.values():
+                items.pop("Tracking Unique Identifier", None)
+        assert groups[0] == groups[1], key

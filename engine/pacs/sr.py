@@ -13,9 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +58,11 @@ class SrCounts:
 
 
 def write_srs(scores_parquet: str | os.PathLike, views_parquet: str | os.PathLike,
-              sr_dir: str | os.PathLike) -> SrCounts:
+              sr_dir: str | os.PathLike, workers: int = 1, pool_from: int = 0) -> SrCounts:
     """Write an SR into `sr_dir` for each scored study of `scores_parquet` whose shown content changed
-    since the last call on the same folder; returns the counts (also logged).
+    since the last call on the same folder; returns the counts (also logged). `workers`: processes
+    building SRs (0: one per core), used from `pool_from` SRs on (0: 8 per process: each process pays
+    1-2 s of imports).
 
     Cost: one columnar pass over the scores (a row key per study, compared with the manifest), then
     Python work only for the studies whose row key changed: O(changed studies), not O(history)."""
@@ -75,15 +80,10 @@ def write_srs(scores_parquet: str | os.PathLike, views_parquet: str | os.PathLik
                if manifest.get(key, {}).get("row_key") != row_key]
     counts.unchanged = len(keys) - len(changed)
     candidates = scored.take(pa.array(changed, pa.int64()))
-    views_by_study = _views_by_study(views_parquet, candidates["study_key"])
-    members = _members(views_parquet)
+    jobs = _jobs(candidates, [row_keys[i] for i in changed], threshold, views_parquet, manifest, counts)
     try:
-        for index, row in zip(changed, candidates.to_pylist(), strict=True):
-            row_threshold = row.get("threshold", threshold)  # per row where the store keeps it
-            if row_threshold is None:
-                raise ValueError(f"{scores_parquet} records no threshold: cannot state the recall rule")
-            result = StudyResult(row, float(row_threshold), views_by_study.get(row["study_key"], []), members)
-            _write_one(sr_dir, manifest, result, row_keys[index], counts)
+        for job, (outcome, detail) in zip(jobs, _make_all(jobs, sr_dir, workers, pool_from), strict=True):
+            _record(manifest, job, outcome, detail, counts)
     finally:
         _write_manifest(sr_dir, manifest)  # what was written so far stays known, even after an error
     log.info("SR: %d written (%d superseding an earlier one), %d unchanged, %d not scored, %d without source "
@@ -92,46 +92,87 @@ def write_srs(scores_parquet: str | os.PathLike, views_parquet: str | os.PathLik
     return counts
 
 
-def _row_keys(scored: pa.Table, threshold: float | None) -> list[str]:
-    """Per row, its scores-row values that a new SR would follow (scored_at: rescored; the rest: re-derived)."""
-    columns = [pc.fill_null(pc.cast(scored[name], pa.string()), "-") for name in ROW_KEY_COLUMNS
-               if name in scored.column_names]
-    if not scored.num_rows:
-        return []
-    joined = pc.binary_join_element_wise(*columns, "|").to_pylist()
-    return [f"{key}|{threshold!r}" for key in joined]
+@dataclass(frozen=True)
+class _Job:
+    """One SR to write: the study's results, its content hash and row key, its manifest entry, its file."""
+
+    result: StudyResult
+    digest: str
+    row_key: str
+    entry: dict | None
+    name: str
 
 
-def _write_one(sr_dir: Path, manifest: dict[str, Any], result: StudyResult, row_key: str,
-               counts: SrCounts) -> None:
-    key = result.row["study_key"]
-    digest = content_hash(result)
-    entry = manifest.get(key)
-    if entry is not None and entry["hash"] == digest:  # rescored, same results: nothing new to show
-        entry["row_key"] = row_key
-        counts.unchanged += 1
+def _jobs(candidates: pa.Table, row_keys: list[str], threshold: float | None, views_parquet: str | os.PathLike,
+          manifest: dict[str, Any], counts: SrCounts) -> list[_Job]:
+    """The candidates whose shown content changed (a rescored study with the same results has none)."""
+    views_by_study = _views_by_study(views_parquet, candidates["study_key"])
+    members = _members(views_parquet)
+    names = _names(manifest)
+    jobs = []
+    for row, row_key in zip(candidates.to_pylist(), row_keys, strict=True):
+        row_threshold = row.get("threshold", threshold)  # per row where the store keeps it
+        if row_threshold is None:
+            raise ValueError("the scores file records no threshold: cannot state the recall rule")
+        result = StudyResult(row, float(row_threshold), views_by_study.get(row["study_key"], []), members)
+        digest, entry = content_hash(result), manifest.get(row["study_key"])
+        if entry is not None and entry["hash"] == digest:
+            entry["row_key"] = row_key
+            counts.unchanged += 1
+        else:
+            jobs.append(_Job(result, digest, row_key, entry, entry["file"] if entry else next(names)))
+    return jobs
+
+
+def _make_all(jobs: list[_Job], sr_dir: Path, workers: int, pool_from: int) -> Iterator[tuple[str, Any]]:
+    workers = workers or os.cpu_count() or 1
+    make = partial(_make_sr, sr_dir)
+    if workers < 2 or len(jobs) < (pool_from or 8 * workers):
+        yield from map(make, jobs)
         return
-    sources = _sources(result)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield from pool.map(make, jobs, chunksize=max(1, len(jobs) // (4 * workers)))
+
+
+def _make_sr(sr_dir: Path, job: _Job) -> tuple[str, Any]:
+    """Build and save one SR: ("written", its manifest entry), ("no_source", None) or ("failed", why)."""
+    sources = _sources(job.result)
     if not sources:
-        counts.no_source += 1
-        return
-    previous = _read_previous(sr_dir, entry)
+        return "no_source", None
+    previous = _read_previous(sr_dir, job.entry)
+    number = job.entry["instance_number"] + 1 if job.entry else 1
     study_uid = next(iter(sources.values())).StudyInstanceUID
-    number = entry["instance_number"] + 1 if entry else 1
     identity = SrIdentity(series_uid_for(study_uid), generate_uid(), number)
     try:
-        sr = build_sr(result, sources, identity, previous)
-    except (ValueError, TypeError, AttributeError) as error:  # real headers break strict rules; one study
+        sr = build_sr(job.result, sources, identity, previous)
+    except (ValueError, TypeError, AttributeError) as error:  # real headers break strict rules: one study
+        return "failed", safe_error(error)
+    _save(sr, sr_dir / job.name)
+    return "written", {"hash": job.digest, "row_key": job.row_key, "file": job.name,
+                       "sop_instance_uid": identity.sop_instance_uid, "instance_number": number,
+                       "series_instance_uid": identity.series_instance_uid}
+
+
+def _record(manifest: dict[str, Any], job: _Job, outcome: str, detail: Any, counts: SrCounts) -> None:
+    if outcome == "written":
+        manifest[job.result.row["study_key"]] = detail
+        counts.written += 1
+        counts.superseded += job.entry is not None
+    elif outcome == "no_source":
+        counts.no_source += 1
+    else:
         counts.failed += 1
-        log.warning("SR: study %d of tonight's changed studies: no SR (%s)", counts.written + counts.failed,
-                    safe_error(error))
-        return
-    name = entry["file"] if entry else _next_name(manifest)
-    _save(sr, sr_dir / name)
-    manifest[key] = {"hash": digest, "row_key": row_key, "file": name, "sop_instance_uid": identity.sop_instance_uid,
-                     "instance_number": number, "series_instance_uid": identity.series_instance_uid}
-    counts.written += 1
-    counts.superseded += entry is not None
+        log.warning("SR: a changed study got no SR (%s); it is tried again next run", detail)
+
+
+def _row_keys(scored: pa.Table, threshold: float | None) -> list[str]:
+    """Per row, its scores-row values that a new SR would follow (scored_at: rescored; the rest: re-derived)."""
+    if not scored.num_rows:
+        return []
+    columns = [pc.fill_null(pc.cast(scored[name], pa.string()), "-") for name in ROW_KEY_COLUMNS
+               if name in scored.column_names]
+    joined = pc.binary_join_element_wise(*columns, "|").to_pylist()
+    return [f"{key}|{threshold!r}" for key in joined]
 
 
 def content_hash(result: StudyResult) -> str:
@@ -190,12 +231,14 @@ def _read_previous(sr_dir: Path, entry: Mapping | None) -> Dataset | None:
         return None
 
 
-def _next_name(manifest: Mapping[str, Any]) -> str:
+def _names(manifest: Mapping[str, Any]) -> Iterator[str]:
+    """Unused file names sr-00000001.dcm, sr-00000002.dcm ... (a counter, never a tag value)."""
     used = {entry["file"] for entry in manifest.values()}
-    number = len(manifest) + 1
-    while f"sr-{number:08d}.dcm" in used:
+    number = len(manifest)
+    while True:
         number += 1
-    return f"sr-{number:08d}.dcm"
+        if f"sr-{number:08d}.dcm" not in used:
+            yield f"sr-{number:08d}.dcm"
 
 
 def _save(dataset: Dataset, path: Path) -> None:
