@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,7 @@ class ScoreOptions:
     rescore: bool = False  # score every study, even unchanged ones
     flush_every: int = 50  # journal part every N completed studies (what a crash can lose)
     time_limit_s: float = 300.0  # per file, decode + pixel path
+    max_studies: int | None = None  # stop opening studies after this many (a time-boxed night); None = all
     progress: bool = True
     decoder: str = "auto"  # auto | cpu | nvimgcodec | dali (auto: nvimgcodec where a GPU and it exist)
     engine: str = "local"  # local | ray (a Ray cluster: engine/distributed)
@@ -179,15 +181,17 @@ def _run(paths: list[Path], out: Path, ensemble: Ensemble, rules: Rules, options
     # written, waits for the write: the handler stays installed until the outputs are complete.
     with _stop_on_signals() as stop:
         try:
-            times = _schedule(plan.jobs(), ensemble, options, sink, stop.is_set, summary)
+            jobs = islice(plan.jobs(), options.max_studies)
+            times = _schedule(jobs, ensemble, options, sink, stop.is_set, summary)
             summary.interrupted = stop.signal_name
         finally:
             progress.close()
         summary.timings["scoring_s"] = round(progress.elapsed, 3)
         summary.views = times.views
-        if summary.interrupted:
-            summary.stopped = (f"stopped by {summary.interrupted} after {summary.scored} of {to_score} studies "
-                               "to score; the next run with the same --out resumes")
+        if summary.interrupted or summary.scored < to_score:
+            cause = f"by {summary.interrupted}" if summary.interrupted else "at --max-studies"
+            summary.stopped = (f"stopped {cause} after {summary.scored} of {to_score} studies to score; "
+                               "the next run with the same --out scores the rest")
             log.warning("%s", summary.stopped)
         _write_outputs(store, plan, bundles, options, summary, times)
     summary.timings["wall_s"] = round(time.monotonic() - started, 3)
@@ -203,7 +207,7 @@ def _write_outputs(store: ResultStore, plan: NightPlan, bundles: dict[str, Rules
     """Merge tonight's rows into the state, derive views and studies, write everything."""
     write_started = time.monotonic()
     config = scoring_config(options.study_key, options.view_filter)
-    closed = close_night(plan, store.written, bundles, config, __version__, summary.stopped)
+    closed = close_night(plan, store.written, bundles, config, __version__)
     summary.merged = closed.merged
     for old, new in sorted(closed.merged.items()):
         log.info("study %s merged into %s (its files now belong there)", old, new)
@@ -329,7 +333,7 @@ def _check_options(options: ScoreOptions) -> None:
                               f"known: {', '.join(sorted(VIEW_CODES))}")
     if options.view_filter is not None and not options.view_filter:
         raise ScoreUsageError("the view filter is empty")
-    for name in ("workers", "batch_size", "flush_every", "threads"):
+    for name in ("workers", "batch_size", "flush_every", "threads", "max_studies"):
         value = getattr(options, name)
         minimum = 0 if name == "workers" else 1
         if value is not None and (not isinstance(value, int) or value < minimum):
