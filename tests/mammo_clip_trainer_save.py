@@ -1,7 +1,7 @@
 """Write a Mammo-CLIP checkpoint the way the authors' own code does (PyPI `mammoclip` 0.1.8).
 
     python tests/mammo_clip_trainer_save.py --config-name pre_train_b2_clip hydra.run.dir=DIR
-    (environment: MAMMO_CLIP_ENCODER = a torch.save'd lukemelas EfficientNet state dict,
+    (environment: MAMMO_CLIP_ENCODER = a torch.save'd state dict of their EfficientNet encoder,
                   MAMMO_CLIP_OUT = where to write the checkpoint)
 
 Their `train.py`: hydra composes the packaged config (`codebase/configs`), `OmegaConf.resolve`,
@@ -9,50 +9,29 @@ their `convert_dictconfig_to_dict` (which leaves list values as omegaconf ListCo
 pointing at its DictConfig parent); their `trainer.run` adds the scheduler's step counts to the
 config, builds their AdamW and warm-up cosine scheduler, and `torch.save`s {model, optimizer,
 scheduler, config, epoch, train_loss}. This script calls their functions for each of those
-steps; only the data loading and the text tower are left out (the encoder's weights are given).
-
-Their modules are loaded from their files: importing the `breastclip` package itself pulls in
-transformers, tensorboard and the rest of the training stack, which the tests do not need.
+steps, and builds the image encoder with their own EfficientNet class; only the data loading
+and the text tower are left out (the encoder's weights are given). Their files are loaded one
+by one (mammo_clip_authors.py): their package's __init__ imports their whole training stack.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
-from pathlib import Path
-from types import ModuleType
 
-import efficientnet_pytorch
 import hydra
 import torch
+from mammo_clip_authors import codebase, their_encoder, their_module
 from omegaconf import DictConfig, OmegaConf
 
-CODEBASE = Path(importlib.util.find_spec("codebase").submodule_search_locations[0])
 BATCHES_PER_EPOCH = 40  # len(train_dataloader) in their trainer; any positive number
-
-
-def their_module(name: str, relative: str) -> ModuleType:
-    """One of their files (or package folders, for relative imports) as a standalone module."""
-    path = CODEBASE / relative
-    folder = path.is_dir()
-    spec = importlib.util.spec_from_file_location(
-        name, path / "__init__.py" if folder else path, submodule_search_locations=[str(path)] if folder else None)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 utils = their_module("mammoclip_utils", "breastclip/util/utils.py")
 optimizers = their_module("mammoclip_optimizer", "breastclip/optimizer")
 schedulers = their_module("mammoclip_scheduler", "breastclip/scheduler")
 
 
 def clip_model(variant: str) -> torch.nn.Module:
-    """BreastClip's parameter layout: their encoder (lukemelas without _fc) and the projections."""
-    encoder = efficientnet_pytorch.EfficientNet.from_name(f"efficientnet-{variant}")
-    del encoder._fc  # their efficientnet_custom.py comments the classifier out
+    """BreastClip's parameter layout: their encoder class and the projections."""
+    encoder = their_encoder(variant)
     encoder.load_state_dict(torch.load(os.environ["MAMMO_CLIP_ENCODER"], weights_only=True))
     model = torch.nn.Module()
     model.image_encoder = encoder
@@ -62,7 +41,7 @@ def clip_model(variant: str) -> torch.nn.Module:
     return model
 
 
-@hydra.main(version_base=None, config_path=str(CODEBASE / "configs"), config_name="pre_train_b2_clip")
+@hydra.main(version_base=None, config_path=str(codebase() / "configs"), config_name="pre_train_b2_clip")
 def main(cfg: DictConfig) -> None:
     OmegaConf.resolve(cfg)  # as their train.py
     cfg = utils.convert_dictconfig_to_dict(cfg)

@@ -68,14 +68,17 @@ AUTHORS_SAVE = Path(__file__).with_name("mammo_clip_trainer_save.py")
 CONFIGS = {"b2": "pre_train_b2_clip", "b5": "pre_train_b5_clip"}
 
 
-def save_mammo_clip(path: Path, variant: str, encoder: torch.nn.Module) -> None:
-    """A checkpoint written by the Mammo-CLIP authors' own code (PyPI `mammoclip` 0.1.8): their
-    hydra config, their convert_dictconfig_to_dict, their optimizer and scheduler, their
-    trainer's torch.save (tests/mammo_clip_trainer_save.py), around `encoder`'s weights."""
+def require_the_authors_code() -> None:
     for needed in ("codebase", "hydra", "omegaconf"):
         if importlib.util.find_spec(needed) is None:
             pytest.skip(f"{needed} missing: pip install omegaconf==2.3.0 'hydra-core>=1.3,<1.4' and "
                         "pip install --no-deps mammoclip==0.1.8 (the `test-train` extra's note)")
+
+
+def save_mammo_clip(path: Path, variant: str, encoder: torch.nn.Module) -> None:
+    """A checkpoint written by the Mammo-CLIP authors' own code (PyPI `mammoclip` 0.1.8): their
+    hydra config, their convert_dictconfig_to_dict, their encoder class, optimizer and scheduler,
+    their trainer's torch.save (tests/mammo_clip_trainer_save.py), around `encoder`'s weights."""
     weights = path.with_suffix(".encoder.pt")
     torch.save(encoder_state(encoder), weights)
     env = {**os.environ, "MAMMO_CLIP_ENCODER": str(weights), "MAMMO_CLIP_OUT": str(path),
@@ -88,17 +91,26 @@ def save_mammo_clip(path: Path, variant: str, encoder: torch.nn.Module) -> None:
 
 @pytest.fixture(scope="module")
 def mammo_clip_files(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], tuple[Path, torch.nn.Module]]:
-    """variant -> (the authors' checkpoint file, the lukemelas encoder whose weights it holds),
+    """variant -> (the authors' checkpoint file, the authors' encoder (random weights) it holds),
     written once per module (a subprocess each: hydra owns its process)."""
     folder, files = tmp_path_factory.mktemp("mammo-clip"), {}
 
     def get(variant: str) -> tuple[Path, torch.nn.Module]:
+        require_the_authors_code()
         if variant not in files:
-            encoder, path = lukemelas(variant), folder / f"{variant}-model-best-epoch-10.tar"
+            from mammo_clip_authors import their_encoder
+
+            encoder, path = randomise(their_encoder(variant)), folder / f"{variant}-model-best-epoch-10.tar"
             save_mammo_clip(path, variant, encoder)
             files[variant] = path, encoder
         return files[variant]
     return get
+
+
+def authors_features(encoder: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The authors' encoder's own forward: average-pooled features, flattened (eval: no dropout)."""
+    with torch.no_grad():
+        return encoder(x)
 
 
 def timm_features(net, x: torch.Tensor) -> torch.Tensor:
@@ -114,7 +126,7 @@ def relative_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 # --- Mammo-CLIP ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("variant", ["b2", "b5"])
-def test_mammo_clip_matches_lukemelas_at_small_and_odd_sizes(variant: str, mammo_clip_files) -> None:
+def test_mammo_clip_matches_the_authors_encoder_at_small_and_odd_sizes(variant: str, mammo_clip_files) -> None:
     path, reference = mammo_clip_files(variant)
     net = create_model(f"tf_efficientnet_{variant}", init=f"mammo-clip:{path}").eval()  # no trust_pickle
     plain = timm.create_model(f"tf_efficientnet_{variant}", num_classes=0).eval()
@@ -123,7 +135,7 @@ def test_mammo_clip_matches_lukemelas_at_small_and_odd_sizes(variant: str, mammo
     worst_plain = 0.0
     for height, width in SMALL_SIZES:
         x = torch.randn(2, 3, height, width, generator=torch.Generator().manual_seed(height))
-        assert relative_diff(timm_features(net, x), lukemelas_features(reference, x)) <= 1e-4
+        assert relative_diff(timm_features(net, x), authors_features(reference, x)) <= 1e-4
         with torch.no_grad():  # the feature maps before pooling, where padding shows
             want = reference.extract_features(x)
             ours, theirs = net.backbone.forward_features(x), plain.forward_features(x)
@@ -185,11 +197,11 @@ def test_fixed_pads_survive_onnx_export(mammo_clip_files, tmp_path: Path) -> Non
 
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", ["b5"])  # B5: where timm's padding is furthest off (~45 s)
-def test_mammo_clip_matches_lukemelas_at_the_seeds_size(variant: str, mammo_clip_files) -> None:
+def test_mammo_clip_matches_the_authors_encoder_at_the_seeds_size(variant: str, mammo_clip_files) -> None:
     path, reference = mammo_clip_files(variant)
     net = create_model(f"tf_efficientnet_{variant}", init=f"mammo-clip:{path}").eval()
     x = torch.randn(1, 3, 1536, 768, generator=torch.Generator().manual_seed(1))
-    assert relative_diff(timm_features(net, x), lukemelas_features(reference, x)) <= 1e-4
+    assert relative_diff(timm_features(net, x), authors_features(reference, x)) <= 1e-4
 
 
 # --- what a checkpoint may hold besides tensors -----------------------------------------------
