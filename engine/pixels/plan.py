@@ -66,11 +66,13 @@ def plan_from_small(ds: Dataset, small: np.ndarray, scale: float, shape: tuple[i
     `small` was made; it is called only when the chest wall is stored on the right.
     """
     table = voi.display_table(ds, lo, hi, settings.window)
-    orientation = decide(ds, _breast(small, scale, table, lo))
+    breast = _breast(small, scale, table, lo)
+    orientation = decide(ds, breast)
     flip = orientation.chest_wall != LEFT
     if not settings.crop:
         return Plan(table, lo, (0, shape[0], 0, shape[1]), None, flip, orientation)
-    breast = _breast(*mirrored_small(), table, lo) if flip else _breast(small, scale, table, lo)
+    if flip:  # the mask again, on the image as it will be rendered
+        breast = _breast(*mirrored_small(), table, lo)
     box = breast.bbox(shape)  # in the frame as rendered: chest wall left
     keep = _mask_in_box(breast.mask, box, breast.scale)
     return Plan(table, lo, _mirror(box, shape[1]) if flip else box, keep, flip, orientation)
