@@ -240,6 +240,18 @@ def test_data_types_read_without_trust(tmp_path: Path) -> None:
     assert read["auc"] == 0.77 and read["steps"] == 3 and read["args"].gp == "max"
 
 
+def test_a_whole_omegaconf_config_reads_as_plain_containers(tmp_path: Path) -> None:
+    """A trainer that saves its DictConfig as it is (not half converted, as Mammo-CLIP's)."""
+    omegaconf = pytest.importorskip("omegaconf")
+    config = omegaconf.OmegaConf.create({"missing": "???", "none": None, "link": "${nested.list}",
+                                         "nested": {"list": [1, {"deep": 2.5}], "flag": True},
+                                         "text": "b2", "raw": b"\x00"})
+    save_with_config(tmp_path / "dictconfig.tar", config)
+    assert read_checkpoint(tmp_path / "dictconfig.tar")["config"] == {
+        "missing": "???", "none": None, "link": "${nested.list}",  # values as stored, never resolved
+        "nested": {"list": [1, {"deep": 2.5}], "flag": True}, "text": "b2", "raw": b"\x00"}
+
+
 def test_other_objects_are_refused_by_name_and_trust_reads_them_as_stand_ins(tmp_path: Path) -> None:
     path = tmp_path / "opaque.tar"
     save_with_config(path, {"model": {"image_encoder": {"name": "tf_efficientnetv2-detect"}}, "x": Opaque()})
