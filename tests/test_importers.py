@@ -221,6 +221,11 @@ class Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
+class Huge:
+    def __reduce__(self):
+        return (bytes, (10**12,))  # a type named as metadata may not be called: 1 TB otherwise
+
+
 def save_with_config(path: Path, config: object) -> None:
     encoder = {f"image_encoder.{k}": v for k, v in encoder_state(lukemelas("b2")).items()}
     torch.save({"model": encoder, "config": config, "epoch": 1}, path)
@@ -270,6 +275,10 @@ def test_code_in_a_checkpoint_is_refused_with_or_without_trust(tmp_path: Path) -
     with pytest.raises(InitWeightsError, match=r"unsafe pickle: the file calls (posix|os)\.system"):
         IMPORTERS["mammo-clip"](path, trust_pickle=True)
     assert not marker.exists()
+    save_with_config(tmp_path / "huge.tar", {"object_type": dict, "huge": Huge()})
+    for trust in (False, True):
+        with pytest.raises(InitWeightsError, match=r"calls builtins\.bytes\(\.\.\.\); refused"):
+            IMPORTERS["mammo-clip"](tmp_path / "huge.tar", trust_pickle=trust)
 
 
 # --- RSNA ConvNeXt ---------------------------------------------------------------------------

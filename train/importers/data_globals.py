@@ -1,25 +1,25 @@
 """The plain data training checkpoints carry besides tensors, read without running their code.
 
-    with torch.serialization.safe_globals(DATA_GLOBALS):
+    with torch.serialization.safe_globals(data_globals()):
         checkpoint = to_plain(torch.load(path, weights_only=True))
 
 Trainers save more than weights: Mammo-CLIP's config is half converted from omegaconf (list
 values stay ListConfig, each pointing at its DictConfig parent, whose metadata holds a
 collections.defaultdict), timm saves its argparse.Namespace, the seed numpy scalars. Each
 type here is allowed by name and is inert:
-- omegaconf containers, nodes and metadata, and the typing names their metadata refers to, are
-  stand-ins (stand_ins.py) built from their pickled state; omegaconf is never imported;
+- omegaconf containers, nodes and metadata, and the typing and builtin type names their
+  metadata refers to, are stand-ins (stand_ins.py) built from their pickled state; omegaconf is
+  never imported, and none of them can be called (a file could otherwise make `bytes(10**12)`);
 - a defaultdict becomes a plain dict (its default factory is dropped, never called);
 - enum members of a few training libraries become EnumValue records (the enum is not imported);
-- numpy scalars and dtypes, argparse.Namespace and the builtin types are real: building them
-  runs no code of the file's choosing.
+- numpy scalars and dtypes and argparse.Namespace are real: building them runs no code of the
+  file's choosing.
 `to_plain` then turns the omegaconf stand-ins into the dicts, lists and values they hold.
 """
 
 from __future__ import annotations
 
 import argparse
-import builtins
 import collections
 import functools
 from dataclasses import dataclass
@@ -27,19 +27,20 @@ from typing import Any
 
 import numpy as np
 
-from mammo_batch.train.importers.stand_ins import Foreign, qualified_name, stand_in
+from mammo_batch.train.importers.stand_ins import qualified_name, stand_in
 
 DICT_CONFIG = "omegaconf.dictconfig.DictConfig"
 LIST_CONFIG = "omegaconf.listconfig.ListConfig"
 OMEGACONF_NODES = ("AnyNode", "StringNode", "IntegerNode", "FloatNode", "BooleanNode", "BytesNode",
                    "PathNode", "EnumNode")
-OMEGACONF = {
+STAND_INS = {
     "omegaconf.dictconfig": ("DictConfig",),
     "omegaconf.listconfig": ("ListConfig",),
     "omegaconf.base": ("Metadata", "ContainerMetadata"),
     "omegaconf.nodes": OMEGACONF_NODES,
-    # ref_type / element_type / key_type of omegaconf metadata: type references, never called
+    # ref_type / object_type / key_type of omegaconf metadata: type references, never called
     "typing": ("Any", "Dict", "List", "Tuple", "Optional", "Union"),
+    "builtins": ("dict", "list", "tuple", "int", "float", "str", "bytes", "bool"),
 }
 NODES = {f"omegaconf.nodes.{name}" for name in OMEGACONF_NODES}
 # Enums that training libraries put into the configs they save (hydra's run mode, transformers'
@@ -47,8 +48,6 @@ NODES = {f"omegaconf.nodes.{name}" for name in OMEGACONF_NODES}
 ENUMS = ("hydra.types.RunMode", "hydra.types.ConvertMode", "transformers.trainer_utils.IntervalStrategy",
          "transformers.trainer_utils.SaveStrategy", "transformers.trainer_utils.SchedulerType",
          "transformers.trainer_utils.HubStrategy", "transformers.training_args.OptimizerNames")
-BUILTIN_TYPES = ("dict", "list", "tuple", "set", "frozenset", "int", "float", "complex", "str", "bytes",
-                 "bool")
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,6 @@ def data_callables() -> dict[str, Any]:
     """Full name -> what a pickle may call or reference by that name (besides stand-ins)."""
     found: dict[str, Any] = {"collections.defaultdict": plain_dict, "argparse.Namespace": argparse.Namespace,
                              **_enum_factories()}
-    found.update({f"builtins.{name}": getattr(builtins, name) for name in BUILTIN_TYPES})
     for entry in numpy_globals():
         value, name = entry if isinstance(entry, tuple) else (entry, f"{entry.__module__}.{entry.__qualname__}")
         found[name] = value
@@ -88,8 +86,8 @@ def data_callables() -> dict[str, Any]:
 
 
 def data_stand_ins() -> dict[str, type]:
-    """Full name -> inert stand-in class, for the omegaconf and typing names."""
-    return {f"{module}.{name}": stand_in(module, name) for module, names in OMEGACONF.items() for name in names}
+    """Full name -> inert stand-in class, for the omegaconf, typing and builtin type names."""
+    return {f"{module}.{name}": stand_in(module, name) for module, names in STAND_INS.items() for name in names}
 
 
 def data_globals() -> list[Any]:
@@ -127,4 +125,4 @@ def _rebuild(obj: dict, items: dict) -> dict:
     return rebuilt
 
 
-__all__ = ["EnumValue", "Foreign", "data_callables", "data_globals", "numpy_globals", "to_plain"]
+__all__ = ["EnumValue", "data_callables", "data_globals", "numpy_globals", "to_plain"]
