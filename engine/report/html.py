@@ -23,13 +23,14 @@ code { font-size: 0.85em; word-break: break-all; }
 
 
 def write_report(scores_path: str | os.PathLike, out_html: str | os.PathLike,
-                 views_path: str | os.PathLike | None = None, drift: Drift | None = None) -> Path:
+                 views_path: str | os.PathLike | None = None, redact: bool = False,
+                 drift: Drift | None = None) -> Path:
     """Write the nightly report for `scores_path` (and `views_path`) to `out_html`; returns its path.
     `drift`: report.drift.compute_drift's result (default: against the file's own earlier nights).
 
     Raises ReportError when the inputs are not mammo-batch result files.
     """
-    data = load_report_data(scores_path, views_path)
+    data = load_report_data(scores_path, views_path, redact)
     data.drift = drift or compute_drift(scores_path, views_path)
     page = render(data)
     out = Path(out_html)
@@ -42,7 +43,7 @@ def write_report(scores_path: str | os.PathLike, out_html: str | os.PathLike,
 def render(data: ReportData) -> str:
     parts = [f"<h1>mammo-batch nightly report</h1><p class='note'>{escape(data.source)}</p>",
              *([drift_line(data.drift)] if data.drift else []),
-             _run_section(data), _status_section(data), _score_section(data),
+             _stopped_banner(data), _run_section(data), _status_section(data), _score_section(data),
              *([drift_section(data.drift)] if data.drift else []),
              _throughput_section(data), _failed_section(data), _slowest_section(data)]
     if data.notes:
@@ -50,6 +51,15 @@ def render(data: ReportData) -> str:
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             f"<title>mammo-batch report</title><style>{STYLE}</style></head><body>"
             + "".join(parts) + "</body></html>\n")
+
+
+def _stopped_banner(data: ReportData) -> str:
+    """An interrupted run says so first: its counts are what completed, the rest waits for the rerun."""
+    stopped = data.run.get("stopped")
+    if not stopped:
+        return ""
+    return (f"<p id='stopped' style='background:#fde2e1;border:1px solid #c33;padding:0.6em'>"
+            f"<b>This run was stopped early:</b> {escape(stopped)}.</p>")
 
 
 def _run_section(data: ReportData) -> str:
