@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -141,3 +142,35 @@ def test_reference_files_extend_the_reference_and_small_groups_are_not_judged(tm
     assert with_old["study score: all"].reference_n == 300
     assert with_old["study score: all"].status == "not judged"  # 20 tonight < 30
     assert with_old["view prob: CC"].status in ("green", "amber")  # 40 CC views tonight: judged
+
+
+@pytest.mark.slow
+def test_a_changed_voi_window_in_real_scoring_turns_the_line_red(tmp_path):
+    """End to end: two nights scored into one nightly file; tonight every file's VOI window is narrowed
+    (a changed VOI LUT at the modality), which the mean-intensity test models see."""
+    import pydicom
+    from onnx_members import write_test_bundle
+
+    import mammo_batch
+    from mammo_batch.synth import write_studies
+
+    bundle = write_test_bundle(tmp_path / "bundle", [dict(name="m", height=64, width=32, weight=8.0, bias=-3.0)])
+    out = tmp_path / "scores.parquet"
+    write_studies(tmp_path / "night1", 20, seed=11, size=(128, 104))
+    mammo_batch.score([tmp_path / "night1"], out=out, models=bundle, workers=1, progress=False)
+    write_studies(tmp_path / "night2", 20, seed=12, size=(128, 104))
+    for path in (tmp_path / "night2").rglob("*"):
+        try:
+            ds = pydicom.dcmread(path)
+        except (pydicom.errors.InvalidDicomError, IsADirectoryError):
+            continue
+        if "WindowWidth" in ds:
+            ds.WindowWidth = [float(w) * 0.4 for w in np.atleast_1d(ds.WindowWidth)]
+            ds.save_as(path)
+    time.sleep(2)  # the report tells tonight's rows by their scored_at
+    mammo_batch.score([tmp_path / "night2"], out=out, models=bundle, workers=1, progress=False)
+    drift = compute_drift(out, f"{out}.views.parquet")
+    checks = {c.name: c for c in drift.checks}
+    judged = [checks["view prob: CC"], checks["view prob: MLO"]]  # ~40 views a night each
+    assert all(c.psi > 0.25 for c in judged), judged  # both moved; with ~40 a side the noise margin is ~1.2
+    assert any(c.status == RED for c in judged) and drift.status == RED, judged
