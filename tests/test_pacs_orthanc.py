@@ -8,9 +8,11 @@ a bearer token (a gateway in front of Orthanc), from the environment only, never
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -167,7 +169,8 @@ def test_pull_score_push_and_read_the_sr_back_from_orthanc(pacs, sources, tmp_pa
         assert measurement_groups(newer)["study"]["Recall (study score at or above the threshold)"] == "Yes"
 
 
-def test_basic_auth_and_bearer_token_come_from_the_environment_and_never_show(tmp_path, sources):
+def test_basic_auth_and_bearer_token_come_from_the_environment_and_never_show(tmp_path, sources, caplog,
+                                                                            monkeypatch):
     password, token = "pw-Zq81-never-print", "tok-7f3a-never-print"
     uid, path = next((u, p) for u, p in sources.items() if p.suffix == ".dcm")
     with OrthancServer(tmp_path / "orthanc", users={"nightly": password}) as pacs:
@@ -188,6 +191,15 @@ def test_basic_auth_and_bearer_token_come_from_the_environment_and_never_show(tm
             assert bearer.returncode == 0, bearer.stderr
             assert gate.seen and set(gate.seen) == {f"Bearer {token}"}
             assert uid in headers((tmp_path / "b").rglob("*.dcm"))
+
+            # In process, every library logging at DEBUG (dicomweb-client logs each request): no token.
+            from mammo_batch.engine.pacs.dicomweb import dicomweb_client
+            from mammo_batch.engine.pacs.pull import pull
+
+            caplog.set_level(logging.DEBUG)
+            monkeypatch.setenv("MAMMO_BATCH_DICOMWEB_TOKEN", token)
+            counts = pull(dicomweb_client(gate.dicomweb), date(1900, 1, 1), None, tmp_path / "d")
+            assert counts.fetched == 1 and "GET: " in caplog.text and token not in caplog.text
     for secret in (password, token):
         assert not any(secret in r.stdout or secret in r.stderr for r in (refused, allowed, in_url, bearer))
         assert not any(secret.encode() in p.read_bytes() for p in tmp_path.rglob("*")

@@ -22,11 +22,11 @@ from pydicom.filebase import DicomBytesIO
 from sr_reading import library_images, measurement_groups
 
 import mammo_batch
-from mammo_batch.engine.pacs.sr import MANIFEST, write_srs
 from mammo_batch.engine.results.store import views_store_path
 from mammo_batch.synth import write_studies
 
-pytest.importorskip("highdicom")
+sr_module = pytest.importorskip("mammo_batch.engine.pacs.sr", reason="needs the pacs extra (highdicom)")
+MANIFEST, write_srs = sr_module.MANIFEST, sr_module.write_srs
 
 MEMBERS = [dict(name="wide", height=96, width=48, weight=8.0, bias=-3.0),
            dict(name="upper", height=64, width=32, weight=6.0, bias=-2.0, region=(0, 32, 0, 16))]
