@@ -247,8 +247,8 @@ def _schedule(jobs: list, ensemble: Ensemble, options: ScoreOptions, sink: Calla
         return times
     try:
         preparer, decoder_reason = make_preparer(options.decoder, ensemble.sizes, ensemble.settings,
-                                                 ensemble.runtime_reason, options.workers, options.batch_size,
-                                                 options.time_limit_s)
+                                                 ensemble.runtime.accepts_device_arrays, options.workers,
+                                                 options.batch_size, options.time_limit_s)
     except DecoderUnavailableError as exc:
         raise ScoreUsageError(str(exc)) from None
     log.info("decoder: %s", decoder_reason)

@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("nvidia.nvimgcodec")
 pytest.importorskip("imagecodecs")
 
-from mammo_batch.engine.dicom.decoders.choose import make_decoder  # noqa: E402
+from mammo_batch.engine.dicom.decoders.registry import make_decoder  # noqa: E402
 from mammo_batch.engine.pixels import PreprocessSettings  # noqa: E402
 from mammo_batch.engine.schedule.cpu_pool import CpuPoolPreparer  # noqa: E402
 from mammo_batch.engine.schedule.gpu_preparer import GpuPreparer  # noqa: E402
