@@ -15,6 +15,7 @@ refuses to run there anyway).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -30,9 +31,11 @@ BF16_MAX_PROB_DIFF = 0.02
 BF16_STUDY_AUC_CHANGE = 0.005
 
 
-def fp16_gate(member: Member, directory, images: np.ndarray, eager: np.ndarray,
-              tolerance: float = FP16_TOLERANCE, batch_size: int = 2) -> Fp16Gate:
-    """The member's FP16 ONNX on ONNX Runtime (CPU) vs the FP32 eager probabilities `eager`."""
+def fp16_gate(member: Member, directory: Path, images: np.ndarray, eager: np.ndarray,
+              tolerance: float | None = None, batch_size: int = 2) -> Fp16Gate:
+    """The member's FP16 ONNX on ONNX Runtime (CPU) vs the FP32 eager probabilities `eager`
+    (`tolerance`: FP16_TOLERANCE unless given)."""
+    tolerance = FP16_TOLERANCE if tolerance is None else tolerance
     images = as_batch(images)
     try:
         runner = OnnxCpuRuntime(artifact="onnx_fp16").load(member, directory)

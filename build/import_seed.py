@@ -24,7 +24,7 @@ from pathlib import Path
 import click
 
 from mammo_batch import __version__
-from mammo_batch.build.member import BF16_GATE_VIEWS, GateViews, MemberSpec, build_member
+from mammo_batch.build.member import BF16_GATE_VIEWS, GateViews, MemberSpec, ViewError, build_member
 from mammo_batch.build.parity import ParityError
 from mammo_batch.build.staging import StagingError, staged_bundle
 from mammo_batch.engine.bundle import Bundle, BundleError, Member, sha256_file, write_bundle
@@ -129,7 +129,7 @@ def import_seed_command(checkpoints: tuple[str, ...], out: Path, threshold: floa
     logging.getLogger("mammo_batch").setLevel(logging.INFO)
     try:
         path = import_seed([SeedFold.parse(c) for c in checkpoints], out, threshold, name, parity_views)
-    except (InitWeightsError, ParityError, StagingError, BundleError) as exc:
+    except (InitWeightsError, ParityError, StagingError, BundleError, ViewError) as exc:
         click.echo(f"Error: {exc}", err=True)
         raise SystemExit(2) from None
     click.echo(f"wrote bundle {path} ({len(checkpoints)} members, seed profile)")

@@ -141,6 +141,16 @@ def _bf16(model: ProbabilityModel, directory: Path, member: Member, spec: Member
     return gate
 
 
+class ViewError(ValueError):
+    """A held-out view to check a member on cannot be prepared; the message names the file."""
+
+
 def _prepare(paths: list[str], spec: MemberSpec) -> np.ndarray:
     """Views through the engine's pixel path at the member's size."""
-    return np.stack([prepare_file(p, [spec.size], spec.settings).inputs[spec.size] for p in paths])
+    images = []
+    for path in paths:
+        try:
+            images.append(prepare_file(path, [spec.size], spec.settings).inputs[spec.size])
+        except Exception as exc:  # DecodeError, a missing file: the check cannot run, the build stops
+            raise ViewError(f"{path}: cannot prepare this view to check {spec.name} on: {safe_error(exc)}") from None
+    return np.stack(images)

@@ -58,7 +58,7 @@ def runner_on_cpu(name: str, bundle: Bundle):
 
 def test_the_matrix_covers_every_runtime_of_the_registry() -> None:
     assert set(ON_CPU) == {spec.name for spec in RUNTIMES}
-    assert CHOICES == ("auto", *(spec.name for spec in RUNTIMES), "torch")
+    assert ("auto", *(spec.name for spec in RUNTIMES), "torch") == CHOICES
 
 
 @pytest.mark.parametrize("name", [spec.name for spec in RUNTIMES])

@@ -276,7 +276,8 @@ def test_bundle_reads_and_checks_the_bf16_gate(bundle) -> None:
     assert gate.passed and gate.max_prob_diff == 0.004 and gate.study_auc_change == -0.001
     assert loaded.member("b").bf16_gate is None
     with_bf16_gates(bundle.path, {"b": {**PASSED_GATE, "study_auc_change": None}})
-    with pytest.raises(BundleError, match=r"members\[1\]\.bf16_gate: passed is true but max_prob_diff or study_auc_change is null"):
+    with pytest.raises(BundleError, match=r"members\[1\]\.bf16_gate: passed is true but max_prob_diff or "
+                                          r"study_auc_change is null"):
         load_bundle(bundle.path)
 
 
