@@ -8,6 +8,7 @@ import click
 
 from mammo_batch import __version__
 from mammo_batch.engine.cli.bundle import bundle
+from mammo_batch.engine.cli.doctor import doctor
 from mammo_batch.engine.cli.inspect import inspect
 from mammo_batch.engine.cli.preview import preview
 from mammo_batch.engine.cli.report import report
@@ -33,6 +34,7 @@ cli.add_command(preview)
 cli.add_command(synth)
 cli.add_command(bundle)
 cli.add_command(report)
+cli.add_command(doctor)
 
 
 def main() -> None:
