@@ -8,11 +8,11 @@ against the object the registry makes."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from preparers import run_preparer
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("timm")
@@ -105,17 +105,6 @@ def files(tmp_path_factory) -> list[Path]:
     return sorted(root.rglob("*.dcm"))
 
 
-def prepare(preparer, paths: list[Path]) -> dict:
-    for view_id, path in enumerate(paths):
-        preparer.submit(view_id, str(path))
-    results, deadline = {}, time.monotonic() + 120
-    while preparer.in_flight and time.monotonic() < deadline:
-        for prepared in preparer.collect(1.0):
-            results[prepared.view_id] = prepared
-    preparer.close()
-    return results
-
-
 @pytest.mark.parametrize("decoder", ["cpu", "nvimgcodec"])
 @pytest.mark.parametrize("name", [spec.name for spec in RUNTIMES])
 def test_make_preparer_feeds_each_runtime_what_it_takes(name: str, decoder: str, bundle: Bundle,
@@ -126,7 +115,7 @@ def test_make_preparer_feeds_each_runtime_what_it_takes(name: str, decoder: str,
     preparer, reason = make_preparer(decoder, [SIZE], PreprocessSettings(), spec.accepts_device_arrays,
                                      workers=1, device="cpu")
     assert reason == f"{decoder} (requested)"
-    prepared = prepare(preparer, files)
+    prepared = run_preparer(preparer, files)
     assert sorted(prepared) == list(range(len(files))) and not any(p.failed for p in prepared.values())
     batch_parts = [prepared[i].inputs[SIZE] for i in range(len(files))]
     on_device = decoder != "cpu" and spec.accepts_device_arrays  # the GPU preparer keeps them on the device

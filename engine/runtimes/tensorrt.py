@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from mammo_batch.engine.bundle import Bundle, BundleError, Member, TensorRTEngine
-from mammo_batch.engine.runtimes.base import RuntimeUnavailableError, as_probabilities, check_batch
+from mammo_batch.engine.runtimes.base import RuntimeUnavailableError, as_probabilities
 from mammo_batch.engine.runtimes.onnx import INPUT_NAME
+from mammo_batch.engine.runtimes.torch_runner import as_tensor
 
 OUTPUT_NAME = "prob"
 
@@ -117,8 +118,7 @@ class TensorRTRunner:
     def predict(self, batch: Any) -> np.ndarray:
         """(B, H, W) of the member's dtype, numpy or a torch tensor on the GPU -> (B,) float32 on the host."""
         torch = self.torch
-        check_batch(self.member, batch)
-        images = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(batch))
+        images = as_tensor(torch, self.member, batch)
         if len(images) == 0:
             return np.empty(0, dtype=np.float32)
         images = images.to(self.device, non_blocking=True)[:, None].contiguous()

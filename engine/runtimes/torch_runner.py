@@ -98,6 +98,13 @@ def _to_device(torch: Any, program: Any, device: str) -> Any:
     return move_to_device_pass(program, device)
 
 
+def as_tensor(torch: Any, member: Member, batch: Any) -> Any:
+    """The checked batch (base.check_batch) as a torch tensor: a tensor as it is (any device), numpy
+    without a copy. The torch and TensorRT runners share it."""
+    check_batch(member, batch)
+    return batch if isinstance(batch, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(batch))
+
+
 class TorchRunner:
     """One member as a torch module on one device, optionally under autocast to `low` (a torch dtype)."""
 
@@ -111,8 +118,7 @@ class TorchRunner:
     def predict(self, batch: Any) -> np.ndarray:
         """(B, H, W) of the member's dtype, numpy or a torch tensor (any device) -> (B,) float32."""
         torch = self.torch
-        check_batch(self.member, batch)
-        images = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(batch))
+        images = as_tensor(torch, self.member, batch)
         if len(images) == 0:
             return np.empty(0, dtype=np.float32)
         if images.dtype == torch.uint16:  # a storage-only dtype: no kernels; the model casts to float anyway
