@@ -172,7 +172,7 @@ def test_auto_without_torch_picks_onnxruntime(bundle) -> None:
     with_torch_artifacts(bundle.path)
     runtime, reason = select_runtime("auto", load_bundle(bundle.path))
     assert runtime.name == "onnxruntime-cpu"
-    assert reason.startswith("onnxruntime-cpu (") and "not torch-cuda: torch not installed" in reason
+    assert reason.startswith("onnxruntime-cpu (") and "not torch-cuda: the torch runtime needs PyTorch" in reason
 
 
 def test_onnx_on_request(bundle) -> None:

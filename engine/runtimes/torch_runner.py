@@ -29,16 +29,16 @@ from mammo_batch.engine.runtimes.torch_cpu import sleep_idle_openmp_threads
 AUTOCAST = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}  # precision -> torch dtype name
 
 
+NO_TORCH = "the torch runtime needs PyTorch; install the `train` extra: pip install 'mammo-batch[train]'"
+
+
 def import_torch() -> Any:
     """The torch module, or RuntimeUnavailableError saying how to get it."""
     sleep_idle_openmp_threads()
     try:
         import torch
-    except ImportError as e:
-        raise RuntimeUnavailableError(
-            f"the torch runtime needs PyTorch ({e}); install the `train` extra: "
-            "pip install 'mammo-batch[train]'"
-        ) from None
+    except ImportError:
+        raise RuntimeUnavailableError(NO_TORCH) from None
     return torch
 
 

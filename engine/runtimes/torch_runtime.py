@@ -9,20 +9,20 @@ from typing import Any
 
 from mammo_batch.engine.bundle import Member
 from mammo_batch.engine.runtimes.base import RuntimeUnavailableError
-from mammo_batch.engine.runtimes.torch_cpu import sleep_idle_openmp_threads, torch_bf16_ready, why_no_cpu_bf16
-from mammo_batch.engine.runtimes.torch_runner import AUTOCAST, TorchRunner, import_torch, load_torch_runner
+from mammo_batch.engine.runtimes.torch_cpu import torch_bf16_ready, why_no_cpu_bf16
+from mammo_batch.engine.runtimes.torch_runner import AUTOCAST, NO_TORCH, TorchRunner, import_torch, load_torch_runner
 
 
 def torch_or_why() -> tuple[Any, str]:
     """(the torch module, "") when torch imports here; else (None, why not)."""
-    if importlib.util.find_spec("torch") is None:
-        return None, "torch not installed (pip install 'mammo-batch[train]')"
-    sleep_idle_openmp_threads()
+    if importlib.util.find_spec("torch") is None:  # cheap: no import
+        return None, NO_TORCH
     try:
-        import torch
+        return import_torch(), ""
+    except RuntimeUnavailableError as e:
+        return None, str(e)
     except Exception as e:  # a broken CUDA install can fail with OSError, not only ImportError
         return None, f"torch not importable ({type(e).__name__})"
-    return torch, ""
 
 
 class TorchRuntime:
@@ -57,7 +57,6 @@ class TorchRuntime:
         if member.artifacts.torch is None:
             raise RuntimeUnavailableError(f"member {member.name!r} has no torch artifact "
                                           "(bundle.json artifacts.torch is null)")
-        import_torch()  # its message says how to install torch
         why = self.why_unavailable()
         if why:
             raise RuntimeUnavailableError(f"{self.name}: {why}")
