@@ -92,7 +92,7 @@ def _make_cuda(bundle: Bundle, threads: int | None) -> Made:
     missed = [m.name for m in bundle.members if m.fp16_gate is not None and not m.fp16_gate.passed]
     if missed:
         return TorchRuntime("cuda", "fp32", threads), f"fp32: FP16 gate not passed by {', '.join(missed)}"
-    return TorchRuntime("cuda", "fp16", threads), "fp16"
+    return TorchRuntime("cuda", "fp16", threads), ""
 
 
 RUNTIMES: tuple[RuntimeSpec, ...] = (
