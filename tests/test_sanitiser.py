@@ -1,5 +1,6 @@
 """One sanitiser (engine/dicom/quiet.safe_error) for every exception that becomes stored or printed
-text: no object addresses, no quoted header values; the decode paths use it."""
+text: no object addresses, no quoted header values; the decode paths use it. And discovery's header
+readers are spawned, never forked (issue 16, item 5)."""
 
 from __future__ import annotations
 
@@ -38,3 +39,11 @@ def test_decode_errors_are_sanitised(tmp_path: Path) -> None:
     with pytest.raises(DecodeError) as info:
         decode_pixels(ds)
     assert "DOE" not in str(info.value) and " at 0x" not in str(info.value)
+
+
+def test_discovery_spawns_its_header_readers() -> None:
+    # Forked after the ensemble was loaded, each reader copied the models and the runtime's threads.
+    from mammo_batch.engine.dicom.discover import header_pool
+
+    with header_pool(1) as pool:
+        assert pool._mp_context.get_start_method() == "spawn"
