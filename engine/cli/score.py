@@ -104,17 +104,21 @@ def describe(summary: ScoreSummary) -> str:
                      f"{c['gpus_used']} of {c['gpus']} GPUs used")
         if c["runtimes"] and c["runtimes"] != [summary.runtime]:  # actors pick their runtime on their node
             lines.append(f"scorer actors' runtime: {'; '.join(c['runtimes'])}")
-    lines += [f"{summary.studies} studies in {summary.files} files: scored {summary.scored}, "
-              f"unchanged {summary.kept} (re-derived from stored views)",
+    files = ", ".join(f"{n} {what}" for what, n in summary.file_counts.items() if n)
+    lines += [f"{summary.files} files under the input paths ({files or 'none'})",
+              f"{summary.studies} studies: {summary.scored} scored, {summary.kept} unchanged",
               f"scored {summary.views} views in {summary.timings.get('scoring_s', 0):.1f} s "
-              f"({summary.views_per_second:.2f} views/s): {counts}"]
+              f"({summary.views_per_second:.2f} views/s); studies under the input paths: {counts}"]
+    if summary.merged:
+        shown = ", ".join(f"{old} merged into {new}" for old, new in sorted(summary.merged.items())[:5])
+        more = f" and {len(summary.merged) - 5} more" if len(summary.merged) > 5 else ""
+        lines.append(f"{len(summary.merged)} study keys retired, their files now in another study: {shown}{more}")
     not_seen = summary.output_counts.get("not_seen", 0)
     if not_seen:
-        lines.append(f"{not_seen} studies in {summary.out} were not found by this run (files gone or other "
-                     "paths): kept, with their last_seen time")
+        lines.append(f"{not_seen} studies in {summary.out} have no file left (deleted, or not found where they "
+                     "were): kept as they were, with their last_seen time")
     written = [summary.out] + [p for p in (summary.views_out, summary.report_out) if p is not None]
     lines.append("wrote " + ", ".join(map(str, written)))
-    if summary.interrupted:
-        lines.append(f"stopped by {summary.interrupted}: the studies scored so far are saved; "
-                     "rerun the same command to finish")
+    if summary.stopped:
+        lines.append(summary.stopped)
     return "\n".join(lines)
