@@ -129,10 +129,11 @@ def _bf16(model: ProbabilityModel, directory: Path, member: Member, spec: Member
     if why:
         log.info("%s: bf16 gate skipped: %s", spec.name, why)
         return gates.skipped_bf16_gate(why)
-    rest = _prepare(views.paths[len(first):], spec) if len(views.paths) > len(first) else first[:0]
-    images = np.concatenate([first, rest])
-    fp32 = np.concatenate([first_eager, in_chunks(lambda c: eager_probabilities(model, c), rest, 4)]
-                          if len(rest) else [first_eager])
+    rest_paths = views.paths[len(first):]  # the parity views are the first ones: prepared once
+    rest = _prepare(rest_paths, spec) if rest_paths else first[:0]
+    rest_eager = in_chunks(lambda chunk: eager_probabilities(model, chunk), rest, 4) if len(rest) else first_eager[:0]
+    images, fp32 = np.concatenate([first, rest]), np.concatenate([first_eager, rest_eager])
+    # torch-cpu-bf16's runner (the same code); its policy was checked above (why_no_bf16_gate)
     runner = load_torch_runner(member, directory, "cpu", "bf16")
     gate = gates.bf16_gate(runner, images, fp32, views.study_keys[:len(images)], views.lateralities[:len(images)],
                            views.targets)

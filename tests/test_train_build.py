@@ -139,7 +139,7 @@ def trained_run(small_data, tmp_path_factory) -> Path:
 
 def test_build_records_each_members_gates(trained_run, tmp_path):
     from mammo_batch.build.bundle import build_bundle
-    from mammo_batch.engine.runtimes.torch_cpu import why_no_cpu_bf16
+    from mammo_batch.build.gates import why_no_bf16_gate
 
     bundle = load_bundle(build_bundle([trained_run], tmp_path / "bundle"))
     member = bundle.members[0]
@@ -147,10 +147,21 @@ def test_build_records_each_members_gates(trained_run, tmp_path):
     assert member.fp16_gate.passed == (member.fp16_gate.max_prob_diff <= 0.01)
     gate = member.bf16_gate
     assert gate.max_prob_diff_tolerance == 0.02 and gate.study_auc_change_tolerance == 0.005
-    if why_no_cpu_bf16() is not None:  # the runtime cannot use bf16 here: the gate is skipped, and says why
+    if why_no_bf16_gate() is not None:  # the runtime cannot use bf16 here: the gate is skipped, and says why
         assert not gate.passed and gate.views == 0 and gate.max_prob_diff is None
-        assert gate.reason == f"skipped: {why_no_cpu_bf16()}"
-        return
+        assert gate.reason == f"skipped: {why_no_bf16_gate()}"
+    else:
+        assert gate.views > 0
+
+
+def test_the_bf16_gate_measures_whole_held_out_studies_when_it_runs(trained_run, tmp_path, monkeypatch):
+    # Where the CPU lacks bf16 the build skips the gate; made to run here (torch emulates bf16: the
+    # same numbers, slower), it measures every held-out view of whole studies against fp32.
+    from mammo_batch.build import gates
+    from mammo_batch.build.bundle import build_bundle
+
+    monkeypatch.setattr(gates, "why_no_bf16_gate", lambda: None)
+    gate = load_bundle(build_bundle([trained_run], tmp_path / "bundle")).members[0].bf16_gate
     with (trained_run / "oof.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert gate.views == len(rows) and gate.studies == len({r["study_key"] for r in rows})  # < 128 views
@@ -158,6 +169,7 @@ def test_build_records_each_members_gates(trained_run, tmp_path):
     both_classes = len({r["target"] for r in rows}) == 2
     assert (gate.study_auc_change is not None) == both_classes
     assert gate.passed == (both_classes and gate.max_prob_diff <= 0.02 and abs(gate.study_auc_change) <= 0.005)
+    assert gate.passed == (gate.reason == "")
 
 
 def test_a_member_that_misses_the_fp16_tolerance_still_builds_and_scores(trained_run, small_data, tmp_path,
