@@ -19,9 +19,11 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ from mammo_batch.engine.bundle import BundleError
 from mammo_batch.engine.dicom import discover
 from mammo_batch.engine.dicom.catalog import HeaderCatalog
 from mammo_batch.engine.dicom.decoders import DECODERS, DecoderUnavailableError
+from mammo_batch.engine.dicom.decoders.choose import choose_decoder
 from mammo_batch.engine.dicom.vocabulary import MODIFIER_SUFFIX_BY_CODE, VIEW_BY_CODE
 from mammo_batch.engine.ensemble import Ensemble
 from mammo_batch.engine.results.aggregate import BREAST_AGGS, STUDY_AGGS
@@ -78,6 +81,7 @@ class ScoreOptions:
     rescore: bool = False  # score every study, even unchanged ones
     flush_every: int = 50  # journal part every N completed studies (what a crash can lose)
     time_limit_s: float = 300.0  # per file, decode + pixel path
+    max_studies: int | None = None  # stop opening studies after this many (a time-boxed night); None = all
     progress: bool = True
     decoder: str = "auto"  # auto | cpu | nvimgcodec | dali (auto: nvimgcodec where a GPU and it exist)
     engine: str = "local"  # local | ray (a Ray cluster: engine/distributed)
@@ -117,16 +121,16 @@ class ScoreSummary:
         return EXIT_INCOMPLETE if self.counts.get(STUDY_FAILED) or self.counts.get(STUDY_PARTIAL) else EXIT_OK
 
 
-def score(paths: Iterable[str | os.PathLike], *, out: str | os.PathLike, models: str | os.PathLike | Ensemble,
-          options: ScoreOptions | None = None, **option_values: Any) -> ScoreSummary:
-    """Score every study under `paths` and write `out` (scores.parquet); see ScoreOptions for the options,
-    given either as `options=` or as keywords (`views_out=`, `runtime=`, `threshold=` ...).
+def score(paths: str | os.PathLike | Iterable[str | os.PathLike], *, out: str | os.PathLike,
+          models: str | os.PathLike | Ensemble, options: ScoreOptions | None = None,
+          **option_values: Any) -> ScoreSummary:
+    """Score every study under `paths` (one path or several) and write `out` (scores.parquet); see
+    ScoreOptions for the options, given either as `options=` or as keywords (`views_out=`, `threshold=` ...).
 
-    Raises ScoreUsageError before any work when an option, a path or the bundle cannot work.
+    Raises ScoreUsageError before any work when an option, a path or the bundle cannot work. Call it
+    under `if __name__ == "__main__":` in a script: worker processes import the script again.
     """
-    options = replace(options or ScoreOptions(), **option_values)
-    paths = [Path(p) for p in paths]
-    out = Path(out)
+    options, paths, out = _arguments(paths, out, models, options, option_values)
     _check_paths(paths, out, options.views_out, options.report_out)
     _check_options(options)
     lock = OutputLock(out)
@@ -179,15 +183,17 @@ def _run(paths: list[Path], out: Path, ensemble: Ensemble, rules: Rules, options
     # written, waits for the write: the handler stays installed until the outputs are complete.
     with _stop_on_signals() as stop:
         try:
-            times = _schedule(plan.jobs(), ensemble, options, sink, stop.is_set, summary)
+            jobs = islice(plan.jobs(), options.max_studies)
+            times = _schedule(jobs, ensemble, options, sink, stop.is_set, summary)
             summary.interrupted = stop.signal_name
         finally:
             progress.close()
         summary.timings["scoring_s"] = round(progress.elapsed, 3)
         summary.views = times.views
-        if summary.interrupted:
-            summary.stopped = (f"stopped by {summary.interrupted} after {summary.scored} of {to_score} studies "
-                               "to score; the next run with the same --out resumes")
+        if summary.interrupted or summary.scored < to_score:
+            cause = f"by {summary.interrupted}" if summary.interrupted else "at --max-studies"
+            summary.stopped = (f"stopped {cause} after {summary.scored} of {to_score} studies to score; "
+                               "the next run with the same --out scores the rest")
             log.warning("%s", summary.stopped)
         _write_outputs(store, plan, bundles, options, summary, times)
     summary.timings["wall_s"] = round(time.monotonic() - started, 3)
@@ -203,7 +209,7 @@ def _write_outputs(store: ResultStore, plan: NightPlan, bundles: dict[str, Rules
     """Merge tonight's rows into the state, derive views and studies, write everything."""
     write_started = time.monotonic()
     config = scoring_config(options.study_key, options.view_filter)
-    closed = close_night(plan, store.written, bundles, config, __version__, summary.stopped)
+    closed = close_night(plan, store.written, bundles, config, __version__)
     summary.merged = closed.merged
     for old, new in sorted(closed.merged.items()):
         log.info("study %s merged into %s (its files now belong there)", old, new)
@@ -260,7 +266,16 @@ def _discover(paths: list[Path], options: ScoreOptions) -> HeaderCatalog:
 
         records = discover_on_ray(paths, views=options.view_filter, workers=options.workers)
         return HeaderCatalog.from_records(records)
-    return discover(paths, views=options.view_filter, workers=options.workers)
+    try:
+        return discover(paths, views=options.view_filter, workers=options.workers)
+    except BrokenProcessPool:
+        raise RuntimeError(SPAWN_GUARD) from None
+
+
+# Worker processes start by importing the caller's main module again: a script that calls score() at
+# its top level would call it again in every worker, which then dies.
+SPAWN_GUARD = ("a worker process died while starting. If you call mammo_batch.score() from a script, put the "
+               "call under `if __name__ == \"__main__\":` (worker processes import the script again)")
 
 
 def _schedule(jobs: Iterable, ensemble: Ensemble, options: ScoreOptions, sink: Callable[[list], None],
@@ -286,6 +301,39 @@ def _schedule(jobs: Iterable, ensemble: Ensemble, options: ScoreOptions, sink: C
     finally:
         preparer.close()
     return scheduler.times
+
+
+def _arguments(paths, out, models, options, option_values: dict[str, Any]) -> tuple[ScoreOptions, list[Path], Path]:
+    """The arguments as the run uses them: paths as a list of Paths, every path option a Path; anything
+    else is a ScoreUsageError (before the lock file is made)."""
+    if options is not None and not isinstance(options, ScoreOptions):
+        raise ScoreUsageError(f"options must be a ScoreOptions, not {type(options).__name__}")
+    names = {f.name for f in fields(ScoreOptions)}
+    unknown = sorted(set(option_values) - names)
+    if unknown:
+        raise ScoreUsageError(f"unknown option(s) {', '.join(unknown)}; the options are {', '.join(sorted(names))}")
+    options = replace(options or ScoreOptions(), **option_values)
+    for name in ("views_out", "report_out"):
+        value = getattr(options, name)
+        if value is not None:
+            options = replace(options, **{name: _path(value, name)})
+    if options.view_filter is not None and not isinstance(options.view_filter, frozenset):
+        if isinstance(options.view_filter, str):
+            raise ScoreUsageError("view_filter must be a collection of view names, e.g. {'CC', 'MLO'}")
+        options = replace(options, view_filter=frozenset(options.view_filter))
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]  # one path, not its characters
+    elif not isinstance(paths, Iterable):
+        raise ScoreUsageError(f"paths must be a path or a list of paths, not {type(paths).__name__}")
+    if not isinstance(models, Ensemble):
+        _path(models, "models")
+    return options, [_path(p, "paths") for p in paths], _path(out, "out")
+
+
+def _path(value: object, name: str) -> Path:
+    if not isinstance(value, str | os.PathLike) or not os.fspath(value):
+        raise ScoreUsageError(f"{name} must be a path (str or os.PathLike), not {value!r}")
+    return Path(value)
 
 
 def _check_paths(paths: list[Path], out: Path, views_out: Path | None, report_out: Path | None = None) -> None:
@@ -329,7 +377,7 @@ def _check_options(options: ScoreOptions) -> None:
                               f"known: {', '.join(sorted(VIEW_CODES))}")
     if options.view_filter is not None and not options.view_filter:
         raise ScoreUsageError("the view filter is empty")
-    for name in ("workers", "batch_size", "flush_every", "threads"):
+    for name in ("workers", "batch_size", "flush_every", "threads", "max_studies"):
         value = getattr(options, name)
         minimum = 0 if name == "workers" else 1
         if value is not None and (not isinstance(value, int) or value < minimum):
@@ -342,8 +390,20 @@ def _check_options(options: ScoreOptions) -> None:
 def _check_engine(options: ScoreOptions) -> None:
     if options.engine not in ENGINES:
         raise ScoreUsageError(f"unknown engine {options.engine!r}: choose one of {', '.join(ENGINES)}")
-    if options.engine == "ray" and importlib.util.find_spec("ray") is None:
+    if options.engine == "local":
+        try:
+            choose_decoder(options.decoder, "cuda")  # an unavailable decoder is refused before discovery
+        except DecoderUnavailableError as exc:
+            raise ScoreUsageError(str(exc)) from None
+        return
+    if importlib.util.find_spec("ray") is None:
         raise ScoreUsageError("--engine ray needs Ray: pip install 'mammo-batch[ray]'")
+    # What the Ray pipeline does not do is refused, never silently ignored.
+    if options.decoder not in ("auto", "cpu"):
+        raise ScoreUsageError(f"--engine ray decodes on the CPU of each node: --decoder {options.decoder} is not "
+                              "supported there")
+    if options.time_limit_s != ScoreOptions.time_limit_s:
+        raise ScoreUsageError("--engine ray has no per-file time limit: --time-limit is not supported there")
 
 
 def _is_probability(value: object) -> bool:

@@ -62,6 +62,8 @@ MODELS_ENV = "MAMMO_BATCH_MODELS"
               help="local: this machine; ray: a Ray cluster (the `ray` extra; docs/ray.md).")
 @click.option("--ray-address", envvar="RAY_ADDRESS", default=None,
               help="--engine ray: the cluster (or $RAY_ADDRESS); default: a local Ray started for the run.")
+@click.option("--max-studies", type=int, default=None,
+              help="Score at most N studies tonight (a time-boxed night); the next run scores the rest.")
 @study_key_option
 @view_filter_option
 @workers_option
@@ -69,7 +71,7 @@ def score_command(paths, out: Path, models: Path, views_out: Path | None, runtim
                   threads: int | None, breast_agg: str | None, study_agg: str | None, threshold: float | None,
                   rescore: bool, flush_every: int, time_limit_s: float, report_out: Path | None, quiet: bool,
                   engine: str, ray_address: str | None, study_key: str, view_filter: str | None, workers: int,
-                  decoder: str) -> None:
+                  decoder: str, max_studies: int | None) -> None:
     """Score every study under PATHS with the ensemble in --models and write --out.
 
     Exit status: 0 all studies ok, 3 finished with failed or partial studies,
@@ -80,7 +82,7 @@ def score_command(paths, out: Path, models: Path, views_out: Path | None, runtim
                            threshold=threshold, study_key=study_key, view_filter=parse_views(view_filter),
                            rescore=rescore, flush_every=flush_every, time_limit_s=time_limit_s,
                            report_out=report_out, progress=not quiet, decoder=decoder, engine=engine,
-                           ray_address=ray_address)
+                           ray_address=ray_address, max_studies=max_studies)
     try:
         summary = score(paths, out=out, models=models, options=options)
     except ScoreUsageError as exc:

@@ -40,7 +40,6 @@ REASONS = {
     "decode_error": "the pixel data could not be decoded",
     "worker_crash": "the worker process preparing the view died twice on it",
     "timeout": "preparing the view took longer than the per-file time limit",
-    "interrupted": "the run was stopped before this file was scored: the next run scores it",
 }
 # Study-level reasons (a study, not a file, is affected).
 STUDY_REASONS = {

@@ -2,8 +2,10 @@
 
     plan_night   reconcile (results/state.py), derive every file's study with the grouping rules,
                  apply the bundle rule, and yield the files to score lazily, one study at a time
-    close_night  merge the rows scored tonight, mark the planned files a stop left unscored, derive
-                 views and studies, and decide what happens to study rows of earlier runs
+    close_night  merge the rows scored tonight, derive views and studies, and decide what happens to
+                 study rows of earlier runs. A stopped run applies only what it completed: a planned
+                 file it did not score keeps its earlier row (or stays out of the state if it had
+                 none), so the next run finds it new or changed and scores it.
 
 The bundle rule: a study is scored by one bundle. When any of its files is in tonight's scope and
 another bundle scored some of them, all of its files that still exist are rescored by tonight's.
@@ -23,8 +25,7 @@ import pyarrow.compute as pc
 
 from mammo_batch.engine.dicom.catalog import SCHEMA as RECORD_SCHEMA
 from mammo_batch.engine.dicom.catalog import HeaderCatalog
-from mammo_batch.engine.dicom.policy import REASONS
-from mammo_batch.engine.dicom.record import STATUS_FAILED, STATUS_OK, ViewRecord
+from mammo_batch.engine.dicom.record import STATUS_OK, ViewRecord
 from mammo_batch.engine.results.derive import derived_scores, derived_views
 from mammo_batch.engine.results.schema import BUNDLE_ID, PATH, PROB, STATUS, STUDY_KEY
 from mammo_batch.engine.results.state import FOUND, SCORABLE, TO_SCORE, Night, align, reconcile, union_schema
@@ -32,7 +33,6 @@ from mammo_batch.engine.results.store import Stored, latest_per_path
 from mammo_batch.engine.results.tables import Rules
 from mammo_batch.engine.studies import Study, plan_studies
 
-INTERRUPTED = "interrupted"
 _HELPERS = [TO_SCORE, FOUND]
 
 
@@ -41,6 +41,7 @@ class NightPlan:
     rows: pa.Table  # every current file row, with its study_key and the helper columns
     counts: dict[str, int]  # files: new, changed, unchanged, gone, outside; studies: in_scope, to_score
     stored: Stored
+    mode: str  # --study-key
 
     def jobs(self) -> Iterator[Study]:
         """The files to score, one Study (its key, only those files) at a time, by study key."""
@@ -62,7 +63,7 @@ def plan_night(catalog: HeaderCatalog, stored: Stored, roots: Sequence[str], bun
     touched = rows.filter(rows[FOUND])[STUDY_KEY]
     counts["studies_in_scope"] = len(pc.unique(touched.filter(pc.not_equal(touched, ""))))
     counts["studies_to_score"] = len(pc.unique(rows.filter(rows[TO_SCORE])[STUDY_KEY]))
-    return NightPlan(rows, counts, stored)
+    return NightPlan(rows, counts, stored, study_key_mode)
 
 
 def with_study_keys(rows: pa.Table, mode: str) -> pa.Table:
@@ -81,14 +82,17 @@ class Closed:
 
 
 def close_night(plan: NightPlan, scored: list[pa.Table], bundles: dict[str, Rules], config: str,
-                engine_version: str, stopped_by: str | None) -> Closed:
+                engine_version: str) -> Closed:
     """The new state and outputs after tonight's scoring (`scored`: the file rows it produced)."""
     done = latest_per_path(scored)
-    schema = union_schema(plan.rows, done)
     rows = plan.rows.filter(pc.invert(pc.is_in(plan.rows[PATH], value_set=done[PATH])))
     left = pc.fill_null(rows[TO_SCORE], False)
-    rows = _mark_unscored(align(rows, schema), left, stopped_by)
-    rows = pa.concat_tables([rows, align(done, schema)]).sort_by(PATH)
+    earlier = _earlier_rows(plan.stored.rows, rows.filter(left)[PATH])
+    rows = rows.filter(pc.invert(left)).drop_columns(_HELPERS)
+    schema = union_schema(rows, done, earlier)
+    rows = pa.concat_tables([align(rows, schema), align(earlier, schema), align(done, schema)]).sort_by(PATH)
+    if earlier.num_rows or pc.any(left).as_py():  # rows of other nights came back: group again
+        rows = with_study_keys(rows, plan.mode)
     views = derived_views(rows)
     scores = derived_scores(views, rows, bundles, config, engine_version)
     scores, merged, not_seen = _with_earlier_studies(scores, plan.stored, rows)
@@ -114,16 +118,9 @@ def _rescore_other_bundles(rows: pa.Table, bundle_id: str) -> tuple[pa.Table, in
     return rows.set_column(rows.schema.get_field_index(TO_SCORE), TO_SCORE, rescore), len(missing)
 
 
-def _mark_unscored(rows: pa.Table, left: pa.ChunkedArray, stopped_by: str | None) -> pa.Table:
-    """Planned files that were not scored (a stop): failed `interrupted`, probabilities cleared."""
-    detail = REASONS[INTERRUPTED] + (f" ({stopped_by})" if stopped_by else "")
-    updates = {STATUS: STATUS_FAILED, "reason": INTERRUPTED, "detail": detail}
-    for name, value in updates.items():
-        rows = rows.set_column(rows.schema.get_field_index(name), name, pc.if_else(left, value, rows[name]))
-    for name in [n for n in rows.column_names if n.startswith("prob")]:
-        nulls = pa.scalar(None, rows.schema.field(name).type)
-        rows = rows.set_column(rows.schema.get_field_index(name), name, pc.if_else(left, nulls, rows[name]))
-    return rows.drop_columns([h for h in _HELPERS if h in rows.column_names])
+def _earlier_rows(stored: pa.Table, paths: pa.ChunkedArray) -> pa.Table:
+    """The stored rows of `paths` (files a stop left unscored); paths never stored have none."""
+    return stored.filter(pc.is_in(stored[PATH], value_set=paths.combine_chunks()))
 
 
 def _with_earlier_studies(scores: pa.Table, stored: Stored, rows: pa.Table) -> tuple[pa.Table, dict[str, str], int]:
