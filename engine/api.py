@@ -33,8 +33,7 @@ from mammo_batch import __version__
 from mammo_batch.engine.bundle import BundleError
 from mammo_batch.engine.dicom import discover
 from mammo_batch.engine.dicom.catalog import HeaderCatalog
-from mammo_batch.engine.dicom.decoders import DECODERS, DecoderUnavailableError
-from mammo_batch.engine.dicom.decoders.choose import choose_decoder
+from mammo_batch.engine.dicom.decoders import DECODERS, DecoderUnavailableError, choose_decoder
 from mammo_batch.engine.dicom.vocabulary import MODIFIER_SUFFIX_BY_CODE, VIEW_BY_CODE
 from mammo_batch.engine.ensemble import Ensemble
 from mammo_batch.engine.results.aggregate import BREAST_AGGS, STUDY_AGGS
