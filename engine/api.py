@@ -35,8 +35,7 @@ from mammo_batch import __version__
 from mammo_batch.engine.bundle import BundleError
 from mammo_batch.engine.dicom import discover
 from mammo_batch.engine.dicom.catalog import HeaderCatalog
-from mammo_batch.engine.dicom.decoders import DECODERS, DecoderUnavailableError
-from mammo_batch.engine.dicom.decoders.choose import choose_decoder
+from mammo_batch.engine.dicom.decoders import DECODERS, DecoderUnavailableError, choose_decoder
 from mammo_batch.engine.dicom.vocabulary import MODIFIER_SUFFIX_BY_CODE, VIEW_BY_CODE
 from mammo_batch.engine.ensemble import Ensemble
 from mammo_batch.engine.results.aggregate import BREAST_AGGS, STUDY_AGGS
@@ -301,8 +300,8 @@ def _schedule(jobs: Iterable, ensemble: Ensemble, options: ScoreOptions, sink: C
         return times
     try:
         preparer, decoder_reason = make_preparer(options.decoder, ensemble.sizes, ensemble.settings,
-                                                 ensemble.runtime_reason, options.workers, options.batch_size,
-                                                 options.time_limit_s)
+                                                 ensemble.runtime.accepts_device_arrays, options.workers,
+                                                 options.batch_size, options.time_limit_s)
     except DecoderUnavailableError as exc:
         raise ScoreUsageError(str(exc)) from None
     log.info("decoder: %s", decoder_reason)

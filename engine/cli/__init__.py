@@ -8,6 +8,7 @@ import click
 
 from mammo_batch import __version__
 from mammo_batch.engine.cli.bundle import bundle
+from mammo_batch.engine.cli.doctor import doctor
 from mammo_batch.engine.cli.inspect import inspect
 from mammo_batch.engine.cli.preview import preview
 from mammo_batch.engine.cli.pull import pull
@@ -41,6 +42,7 @@ cli.add_command(report)
 cli.add_command(pull)
 cli.add_command(push)
 cli.add_command(threshold)
+cli.add_command(doctor)
 
 
 def main() -> None:

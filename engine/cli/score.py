@@ -20,9 +20,10 @@ from mammo_batch.engine.api import (
     score,
 )
 from mammo_batch.engine.cli.options import parse_views, study_key_option, view_filter_option, workers_option
-from mammo_batch.engine.dicom.decoders import DECODERS
+from mammo_batch.engine.dicom.decoders import DECODERS, decoder_help
 from mammo_batch.engine.results.aggregate import BREAST_AGGS, STUDY_AGGS
 from mammo_batch.engine.runtimes import CHOICES as RUNTIMES
+from mammo_batch.engine.runtimes import runtime_help
 
 MODELS_ENV = "MAMMO_BATCH_MODELS"
 
@@ -37,9 +38,9 @@ MODELS_ENV = "MAMMO_BATCH_MODELS"
 @click.option("--views", "views_out", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write views.parquet: one row per file seen, with per-member probabilities.")
 @click.option("--runtime", type=click.Choice(RUNTIMES), default="auto",
-              show_default=True, help="Inference runtime; auto says which one it picked.")
+              show_default=True, help=runtime_help())
 @click.option("--decoder", type=click.Choice(DECODERS), default="auto", show_default=True,
-              help="Pixel decoder; auto = nvimgcodec on a GPU where installed, else cpu (it says which).")
+              help=decoder_help())
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="Inference threads (default: one per core).")
