@@ -18,7 +18,7 @@ from onnx_members import write_test_bundle
 
 from mammo_batch import Ensemble
 
-SEQUENCES = int(os.environ.get("MAMMO_BATCH_PROPERTY_SEQUENCES", "12"))
+SEQUENCES = int(os.environ.get("MAMMO_BATCH_PROPERTY_SEQUENCES", "20"))
 NIGHTS = 4
 BUNDLES = {
     "first": dict(members=[dict(name="wide", height=48, width=24, weight=8.0, bias=-3.0),
