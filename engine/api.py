@@ -11,7 +11,6 @@ ones in flight, release the lock and return an `interrupted` summary.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import math
 import multiprocessing
@@ -20,9 +19,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures.process import BrokenProcessPool
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
 from itertools import islice
@@ -33,11 +31,11 @@ import pyarrow.compute as pc
 
 from mammo_batch import __version__
 from mammo_batch.engine.bundle import BundleError
-from mammo_batch.engine.dicom import discover
-from mammo_batch.engine.dicom.catalog import HeaderCatalog
-from mammo_batch.engine.dicom.decoders import DECODERS, DecoderUnavailableError, choose_decoder
+from mammo_batch.engine.dicom.decoders import DECODERS
 from mammo_batch.engine.dicom.vocabulary import MODIFIER_SUFFIX_BY_CODE, VIEW_BY_CODE
 from mammo_batch.engine.ensemble import Ensemble
+from mammo_batch.engine.executors import EXECUTORS, Executor, make_executor
+from mammo_batch.engine.executors.local import SPAWN_GUARD
 from mammo_batch.engine.results.aggregate import BREAST_AGGS, STUDY_AGGS
 from mammo_batch.engine.results.lock import OutputLock, OutputLocked
 from mammo_batch.engine.results.night import NightPlan, close_night, plan_night
@@ -46,15 +44,14 @@ from mammo_batch.engine.results.store import ResultStore, state_path, views_stor
 from mammo_batch.engine.results.tables import Rules, scored_rows
 from mammo_batch.engine.runtimes import CHOICES as RUNTIMES
 from mammo_batch.engine.runtimes import RuntimeUnavailableError
-from mammo_batch.engine.schedule.choose import make_preparer
 from mammo_batch.engine.schedule.progress import Progress
-from mammo_batch.engine.schedule.run import Scheduler, SchedulerOptions, StageTimes
+from mammo_batch.engine.schedule.run import StageTimes
 from mammo_batch.engine.studies import STUDY_KEYS
 
 log = logging.getLogger("mammo_batch.score")
 
 EXIT_OK, EXIT_CRASH, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
-ENGINES = ("local", "ray")  # ray: engine/distributed (the `ray` extra), imported only when chosen
+ENGINES = tuple(EXECUTORS)  # ray: engine/distributed (the `ray` extra), imported only when chosen
 # View names a view filter may hold: the CID 4014 views, alone or with a modifier suffix (e.g. MLOID).
 VIEW_CODES = frozenset(VIEW_BY_CODE.values()) | {
     view + suffix for view in VIEW_BY_CODE.values() for suffix in MODIFIER_SUFFIX_BY_CODE.values()}
@@ -146,17 +143,19 @@ def score(paths: str | os.PathLike | Iterable[str | os.PathLike], *, out: str | 
         raise ScoreUsageError(str(exc)) from None
     try:
         ensemble = _ensemble(models, options)
-        with _engine_session(options):
-            return _run(paths, out, ensemble, _rules(ensemble, options), options)
+        executor = make_executor(options.engine)
+        with executor.session(options):
+            return _run(executor, paths, out, ensemble, _rules(ensemble, options), options)
     finally:
         lock.release()
 
 
-def _run(paths: list[Path], out: Path, ensemble: Ensemble, rules: Rules, options: ScoreOptions) -> ScoreSummary:
+def _run(executor: Executor, paths: list[Path], out: Path, ensemble: Ensemble, rules: Rules,
+         options: ScoreOptions) -> ScoreSummary:
     summary = ScoreSummary(out, options.views_out, ensemble.runtime_reason, options.report_out,
                            engine=options.engine)
     started = time.monotonic()
-    catalog = _discover(paths, options)
+    catalog = executor.discover(paths, options)
     summary.files = len(catalog)
     summary.timings["discovery_s"] = round(time.monotonic() - started, 3)
 
@@ -190,7 +189,7 @@ def _run(paths: list[Path], out: Path, ensemble: Ensemble, rules: Rules, options
     with _stop_on_signals() as stop:
         try:
             jobs = islice(plan.jobs(), options.max_studies)
-            times = _schedule(jobs, ensemble, options, sink, stop.is_set, summary)
+            times, summary.cluster = executor.score(jobs, ensemble, options, sink, stop.is_set)
             summary.interrupted = stop.signal_name
         finally:
             progress.close()
@@ -259,58 +258,6 @@ def scoring_config(study_key: str, view_filter: Iterable[str] | None) -> str:
     """The grouping and view options of the run, recorded on each study row."""
     views = ",".join(sorted(view_filter)) if view_filter else "*"
     return f"study_key={study_key};view_filter={views}"
-
-
-def _engine_session(options: ScoreOptions) -> AbstractContextManager:
-    """The engine's resources for the whole run: a Ray connection for engine ray, nothing for local."""
-    if options.engine != "ray":
-        return nullcontext()
-    from mammo_batch.engine.distributed import ray_session
-
-    return ray_session(options.ray_address, quiet=not options.progress)
-
-
-def _discover(paths: list[Path], options: ScoreOptions) -> HeaderCatalog:
-    if options.engine == "ray":
-        from mammo_batch.engine.distributed import discover_on_ray
-
-        records = discover_on_ray(paths, views=options.view_filter, workers=options.workers)
-        return HeaderCatalog.from_records(records)
-    try:
-        return discover(paths, views=options.view_filter, workers=options.workers)
-    except BrokenProcessPool:
-        raise RuntimeError(SPAWN_GUARD) from None
-
-
-# Worker processes start by importing the caller's main module again: a script that calls score() at
-# its top level would call it again in every worker, which then dies.
-SPAWN_GUARD = ("a worker process died while starting. If you call mammo_batch.score() from a script, put the "
-               "call under `if __name__ == \"__main__\":` (worker processes import the script again)")
-
-
-def _schedule(jobs: Iterable, ensemble: Ensemble, options: ScoreOptions, sink: Callable[[list], None],
-              should_stop: Callable[[], bool], summary: ScoreSummary) -> StageTimes:
-    """The scheduling step: the local streaming scheduler or the Ray pipeline, feeding the same sink."""
-    if options.engine == "ray":
-        from mammo_batch.engine.distributed import score_on_ray
-
-        times, summary.cluster = score_on_ray(
-            jobs, ensemble, batch_size=options.batch_size, workers=options.workers, runtime=options.runtime,
-            threads=options.threads, progress=options.progress, sink=sink, should_stop=should_stop)
-        return times
-    try:
-        preparer, decoder_reason = make_preparer(options.decoder, ensemble.sizes, ensemble.settings,
-                                                 ensemble.runtime.accepts_device_arrays, options.workers,
-                                                 options.batch_size, options.time_limit_s)
-    except DecoderUnavailableError as exc:
-        raise ScoreUsageError(str(exc)) from None
-    log.info("decoder: %s", decoder_reason)
-    scheduler = Scheduler(ensemble.by_size, preparer, SchedulerOptions(batch_size=options.batch_size))
-    try:
-        scheduler.run(jobs, sink, should_stop=should_stop)
-    finally:
-        preparer.close()
-    return scheduler.times
 
 
 def _arguments(paths, out, models, options, option_values: dict[str, Any]) -> tuple[ScoreOptions, list[Path], Path]:
@@ -414,22 +361,11 @@ def _check_options(options: ScoreOptions) -> None:
 
 
 def _check_engine(options: ScoreOptions) -> None:
-    if options.engine not in ENGINES:
-        raise ScoreUsageError(f"unknown engine {options.engine!r}: choose one of {', '.join(ENGINES)}")
-    if options.engine == "local":
-        try:
-            choose_decoder(options.decoder, "cuda")  # an unavailable decoder is refused before discovery
-        except DecoderUnavailableError as exc:
-            raise ScoreUsageError(str(exc)) from None
-        return
-    if importlib.util.find_spec("ray") is None:
-        raise ScoreUsageError("--engine ray needs Ray: pip install 'mammo-batch[ray]'")
-    # What the Ray pipeline does not do is refused, never silently ignored.
-    if options.decoder not in ("auto", "cpu"):
-        raise ScoreUsageError(f"--engine ray decodes on the CPU of each node: --decoder {options.decoder} is not "
-                              "supported there")
-    if options.time_limit_s != ScoreOptions.time_limit_s:
-        raise ScoreUsageError("--engine ray has no per-file time limit: --time-limit is not supported there")
+    if options.engine not in EXECUTORS:
+        raise ScoreUsageError(f"unknown engine {options.engine!r}: choose one of {', '.join(EXECUTORS)}")
+    refusal = make_executor(options.engine).refusal(options)
+    if refusal:
+        raise ScoreUsageError(refusal)
 
 
 def _is_probability(value: object) -> bool:
