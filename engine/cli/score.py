@@ -89,7 +89,11 @@ def score_command(paths, out: Path, models: Path, views_out: Path | None, runtim
         click.echo(f"Error: cannot write the results: {exc.strerror or exc} ({exc.filename or out}); the "
                    "previous outputs are unchanged and a rerun resumes from the journal", err=True)
         sys.exit(EXIT_CRASH)
-    click.echo(describe(summary), err=True)
+    # The summary is the command's result: stdout, so `score ... > nightly.log` keeps it. Progress,
+    # warnings and errors stay on stderr, and so does the stop notice (a warning to whoever watches).
+    click.echo(describe(summary))
+    if summary.interrupted:
+        click.echo(stop_notice(summary), err=True)
     sys.exit(summary.exit_code)
 
 
@@ -114,6 +118,10 @@ def describe(summary: ScoreSummary) -> str:
     written = [summary.out] + [p for p in (summary.views_out, summary.report_out) if p is not None]
     lines.append("wrote " + ", ".join(map(str, written)))
     if summary.interrupted:
-        lines.append(f"stopped by {summary.interrupted}: the studies scored so far are saved; "
-                     "rerun the same command to finish")
+        lines.append(stop_notice(summary))
     return "\n".join(lines)
+
+
+def stop_notice(summary: ScoreSummary) -> str:
+    return (f"stopped by {summary.interrupted}: the studies scored so far are saved; "
+            "rerun the same command to finish")
