@@ -93,6 +93,7 @@ def test_a_worker_killed_on_one_file_fails_that_view_only_never_its_neighbours(t
     assert done["d"].views[0].reason == REASON_WORKER_CRASH
 
 
+@pytest.mark.timeout(60)  # the hang sleeps 600 s: a time limit that never fires fails here within a minute
 def test_a_file_past_the_time_limit_fails_and_the_run_goes_on(tmp_path, pool):
     jobs = make_studies(tmp_path, {"a": ["1", "hang"], "b": ["2", "3"]})
     completed, done, _ = run(jobs, pool(time_limit_s=2.0))
