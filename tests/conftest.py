@@ -12,12 +12,15 @@ Tiers (markers declared in pyproject.toml; `.ci/run` runs the fast tier first):
 The fast tier is `-m "not slow and not torch and not ray and not process"`.
 
 Markers are applied here from what a module is, not where it lives, so the rules survive moving
-test files into folders: by module file name (MODULE_MARKS), by what the module imports at its top
-(an `importorskip("torch")` means torch), and by fixture (one_torch_thread means torch).
+test files into folders: by module file name (MODULE_MARKS), by test name (NAME_MARKS), by what the
+module imports at its top
+(an `importorskip("torch")` means torch), and by what the test function or any fixture it uses
+imports or skips on (`import torch` or `importorskip("torch")` in its body means torch).
 """
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable, Iterator
 from functools import cache
@@ -26,17 +29,32 @@ from pathlib import Path
 
 import pytest
 
-# By module file name (no folder): modules whose subject is a real process or a cluster.
+# By module file name (no folder): modules whose subject is a real process or a cluster, and modules
+# of end-to-end runs through the CLI that take minutes together on a busy 2-core machine.
 MODULE_MARKS: dict[str, tuple[str, ...]] = {
     "test_ray.py": ("ray",),
     "test_cli_faults.py": ("process",),
     "test_scheduler.py": ("process",),  # real spawned pools: crash, hang, time limit
     "test_time_limit_under_load.py": ("process", "slow"),
     "test_demo.py": ("torch", "slow"),
+    "test_score.py": ("slow",),  # ~8 CLI runs (measured 7 min of a 24 min fast tier at load 12)
+    "test_fuzz.py": ("slow",),  # a large mutated corpus
+    "test_privacy.py": ("slow",),
+    "test_laterality_truth.py": ("slow",),
 }
-FIXTURE_MARKS: dict[str, str] = {"one_torch_thread": "torch"}
+# By test function name (parametrized ids stripped), for single tests in otherwise quick modules.
+NAME_MARKS: dict[str, tuple[str, ...]] = {
+    "test_kill_and_resume_gives_the_uninterrupted_result": ("process",),
+    "test_killed_run_loses_only_unflushed_studies_and_rerun_has_no_duplicates": ("process",),
+    "test_second_process_gets_output_locked": ("process",),
+    "test_seed_profile_matches_the_seeds_steps": ("slow",),
+    "test_plan_then_render_equals_the_pre_split_pipeline": ("slow",),
+    "test_torch_is_imported_with_sleeping_openmp_threads": ("torch", "slow"),  # imports torch in children
+}
 # A module-level `pytest.importorskip("torch")` (or "ray"): the whole module needs it.
 IMPORTORSKIP = re.compile(r"""^\S.*importorskip\(\s*["'](torch|ray)["']""", re.MULTILINE)
+# In a test or fixture body: it needs torch (or ray) to run.
+NEEDS = re.compile(r"""importorskip\(\s*["'](torch|ray)["']|^\s*import (torch|ray)\b""", re.MULTILINE)
 
 
 @cache
@@ -48,16 +66,33 @@ def _source_marks(path: str) -> tuple[str, ...]:
     return tuple(sorted(set(IMPORTORSKIP.findall(text))))
 
 
-def marks_for(path: Path, fixtures: list[str]) -> set[str]:
-    """The tier markers of a test in module `path` that uses `fixtures` (also used by its own test)."""
+@cache
+def _body_marks(function: Callable) -> tuple[str, ...]:
+    try:
+        text = inspect.getsource(function)
+    except (OSError, TypeError):
+        return ()
+    return tuple(sorted({a or b for a, b in NEEDS.findall(text)}))
+
+
+def marks_for(item: pytest.Item) -> set[str]:
+    """The tier markers of a test: from its module's name and top, its body, its fixtures' bodies."""
+    path = Path(str(item.fspath))
     marks = set(MODULE_MARKS.get(path.name, ())) | set(_source_marks(str(path)))
-    marks |= {FIXTURE_MARKS[f] for f in fixtures if f in FIXTURE_MARKS}
+    marks.update(NAME_MARKS.get(getattr(item, "originalname", item.name), ()))
+    functions = [getattr(item, "function", None)]
+    info = getattr(item, "_fixtureinfo", None)
+    for name in getattr(item, "fixturenames", ()):  # every fixture the test uses, directly or not
+        functions += [d.func for d in (info.name2fixturedefs.get(name, ()) if info else ())]
+    for function in functions:
+        if function is not None:
+            marks.update(_body_marks(function))
     return marks
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        for mark in marks_for(Path(str(item.fspath)), list(getattr(item, "fixturenames", ()))):
+        for mark in marks_for(item):
             if mark not in {m.name for m in item.iter_markers()}:
                 item.add_marker(getattr(pytest.mark, mark))
 
