@@ -19,31 +19,36 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
+from itertools import islice
 from pathlib import Path
 from typing import Any
+
+import pyarrow.compute as pc
 
 from mammo_batch import __version__
 from mammo_batch.engine.bundle import BundleError
 from mammo_batch.engine.dicom import discover
 from mammo_batch.engine.dicom.catalog import HeaderCatalog
 from mammo_batch.engine.dicom.decoders import DECODERS, DecoderUnavailableError
+from mammo_batch.engine.dicom.decoders.choose import choose_decoder
 from mammo_batch.engine.dicom.vocabulary import MODIFIER_SUFFIX_BY_CODE, VIEW_BY_CODE
 from mammo_batch.engine.ensemble import Ensemble
 from mammo_batch.engine.results.aggregate import BREAST_AGGS, STUDY_AGGS
 from mammo_batch.engine.results.lock import OutputLock, OutputLocked
-from mammo_batch.engine.results.rerun import plan_reruns, scoring_config
-from mammo_batch.engine.results.schema import STUDY_FAILED, STUDY_PARTIAL, views_schema
-from mammo_batch.engine.results.store import ResultStore, views_store_path
-from mammo_batch.engine.results.tables import Rules, RunInfo, scores_table, views_table
+from mammo_batch.engine.results.night import NightPlan, close_night, plan_night
+from mammo_batch.engine.results.schema import STUDY_FAILED, STUDY_PARTIAL
+from mammo_batch.engine.results.store import ResultStore, state_path, views_store_path
+from mammo_batch.engine.results.tables import Rules, scored_rows
 from mammo_batch.engine.runtimes import CHOICES as RUNTIMES
 from mammo_batch.engine.runtimes import RuntimeUnavailableError
 from mammo_batch.engine.schedule.choose import make_preparer
 from mammo_batch.engine.schedule.progress import Progress
 from mammo_batch.engine.schedule.run import Scheduler, SchedulerOptions, StageTimes
-from mammo_batch.engine.studies import STUDY_KEYS, plan_studies
+from mammo_batch.engine.studies import STUDY_KEYS
 
 log = logging.getLogger("mammo_batch.score")
 
@@ -76,6 +81,7 @@ class ScoreOptions:
     rescore: bool = False  # score every study, even unchanged ones
     flush_every: int = 50  # journal part every N completed studies (what a crash can lose)
     time_limit_s: float = 300.0  # per file, decode + pixel path
+    max_studies: int | None = None  # stop opening studies after this many (a time-boxed night); None = all
     progress: bool = True
     decoder: str = "auto"  # auto | cpu | nvimgcodec | dali (auto: nvimgcodec where a GPU and it exist)
     engine: str = "local"  # local | ray (a Ray cluster: engine/distributed)
@@ -88,15 +94,18 @@ class ScoreSummary:
     views_out: Path | None
     runtime: str  # the runtime chosen and why
     report_out: Path | None = None
-    studies: int = 0  # found by discovery
-    files: int = 0
-    scored: int = 0  # studies scored by this run
-    kept: int = 0  # unchanged studies, re-derived from stored views
-    counts: dict[str, int] = field(default_factory=dict)  # status -> studies scored by this run
+    studies: int = 0  # studies with a file under tonight's roots
+    files: int = 0  # files found under tonight's roots
+    scored: int = 0  # studies whose files this run scored, completely
+    kept: int = 0  # studies of tonight's roots with nothing to score (unchanged files)
+    counts: dict[str, int] = field(default_factory=dict)  # status -> studies of tonight's roots
+    file_counts: dict[str, int] = field(default_factory=dict)  # new, changed, unchanged, gone, outside
+    merged: dict[str, str] = field(default_factory=dict)  # retired study key -> the study with its files
     output_counts: dict[str, Any] = field(default_factory=dict)  # the whole output file
     views: int = 0  # views prepared and scored by this run
     timings: dict[str, float] = field(default_factory=dict)
     interrupted: str | None = None  # the signal's name when stopped early
+    stopped: str | None = None  # what the stop left: after how many studies, and that a rerun resumes
     engine: str = "local"
     cluster: dict[str, Any] = field(default_factory=dict)  # engine ray: nodes, actors, GPUs (had and used)
 
@@ -112,16 +121,16 @@ class ScoreSummary:
         return EXIT_INCOMPLETE if self.counts.get(STUDY_FAILED) or self.counts.get(STUDY_PARTIAL) else EXIT_OK
 
 
-def score(paths: Iterable[str | os.PathLike], *, out: str | os.PathLike, models: str | os.PathLike | Ensemble,
-          options: ScoreOptions | None = None, **option_values: Any) -> ScoreSummary:
-    """Score every study under `paths` and write `out` (scores.parquet); see ScoreOptions for the options,
-    given either as `options=` or as keywords (`views_out=`, `runtime=`, `threshold=` ...).
+def score(paths: str | os.PathLike | Iterable[str | os.PathLike], *, out: str | os.PathLike,
+          models: str | os.PathLike | Ensemble, options: ScoreOptions | None = None,
+          **option_values: Any) -> ScoreSummary:
+    """Score every study under `paths` (one path or several) and write `out` (scores.parquet); see
+    ScoreOptions for the options, given either as `options=` or as keywords (`views_out=`, `threshold=` ...).
 
-    Raises ScoreUsageError before any work when an option, a path or the bundle cannot work.
+    Raises ScoreUsageError before any work when an option, a path or the bundle cannot work. Call it
+    under `if __name__ == "__main__":` in a script: worker processes import the script again.
     """
-    options = replace(options or ScoreOptions(), **option_values)
-    paths = [Path(p) for p in paths]
-    out = Path(out)
+    options, paths, out = _arguments(paths, out, models, options, option_values)
     _check_paths(paths, out, options.views_out, options.report_out)
     _check_options(options)
     lock = OutputLock(out)
@@ -142,44 +151,51 @@ def _run(paths: list[Path], out: Path, ensemble: Ensemble, rules: Rules, options
                            engine=options.engine)
     started = time.monotonic()
     catalog = _discover(paths, options)
-    plan = plan_studies(catalog, options.study_key)
-    summary.studies, summary.files = len(plan), len(catalog)
+    summary.files = len(catalog)
     summary.timings["discovery_s"] = round(time.monotonic() - started, 3)
 
-    config = scoring_config(options.study_key, options.view_filter)
-    scored_at = _now_ms()
-    info = RunInfo(ensemble.member_names, ensemble.bundle.id, __version__, rules, config, scored_at)
-    store = ResultStore(out, views_schema(list(info.members)), _metadata(paths, ensemble, rules, options),
-                        views_out=options.views_out, flush_every=options.flush_every)
-    jobs, kept = plan_reruns(plan.studies(), store.previous(), ensemble.bundle.id, config, options.rescore)
-    summary.scored, summary.kept = len(jobs), len(kept)
-    seen = {job.study.key for job in jobs} | set(kept)
-    log.info("%d studies (%d unchanged since the last run, %d to score) in %d files, found in %.1f s",
-             summary.studies, len(kept), len(jobs), summary.files, summary.timings["discovery_s"])
+    seen_at = _now_ms()
+    members = tuple(ensemble.member_names)
+    store = ResultStore(out, _metadata(paths, ensemble, rules, options), views_out=options.views_out,
+                        flush_every=options.flush_every)
+    stored = store.load()
+    bundles = {**stored.bundles, ensemble.bundle.id: rules}
+    _warn_other_bundles(stored, ensemble.bundle.id, options)
+    plan = plan_night(catalog, stored, [str(p) for p in paths], ensemble.bundle.id, options.study_key, seen_at,
+                      options.rescore)
+    summary.file_counts = {k: v for k, v in plan.counts.items() if not k.startswith("studies")}
+    summary.studies = plan.counts["studies_in_scope"]
+    to_score = plan.counts["studies_to_score"]
+    summary.kept = summary.studies - to_score
+    log.info("%d files (%s); %d studies, %d to score", summary.files,
+             ", ".join(f"{n} {what}" for what, n in summary.file_counts.items()), summary.studies, to_score)
 
-    progress = Progress(len(jobs), quiet=not options.progress)
+    progress = Progress(to_score, quiet=not options.progress)
 
     def sink(results) -> None:
         if not results:
             return
-        views = views_table(results, [], info)
-        scores = scores_table(results, views, info)
-        for status in scores["status"].to_pylist():
-            summary.counts[status] = summary.counts.get(status, 0) + 1
-        store.append(scores, views)
+        store.append(scored_rows(results, members, ensemble.bundle.id, seen_at))
+        summary.scored += len(results)
         progress.update(len(results), sum(len(r.views) for r in results))
 
     # Signals stop the scheduling (no new study opened); one that arrives later, while the results are
     # written, waits for the write: the handler stays installed until the outputs are complete.
     with _stop_on_signals() as stop:
         try:
+            jobs = islice(plan.jobs(), options.max_studies)
             times = _schedule(jobs, ensemble, options, sink, stop.is_set, summary)
             summary.interrupted = stop.signal_name
         finally:
             progress.close()
         summary.timings["scoring_s"] = round(progress.elapsed, 3)
         summary.views = times.views
-        _write_outputs(store, plan, info, rules, seen, scored_at, summary, times)
+        if summary.interrupted or summary.scored < to_score:
+            cause = f"by {summary.interrupted}" if summary.interrupted else "at --max-studies"
+            summary.stopped = (f"stopped {cause} after {summary.scored} of {to_score} studies to score; "
+                               "the next run with the same --out scores the rest")
+            log.warning("%s", summary.stopped)
+        _write_outputs(store, plan, bundles, options, summary, times)
     summary.timings["wall_s"] = round(time.monotonic() - started, 3)
     if options.report_out is not None:
         from mammo_batch.engine.report import write_report  # plots need the report extra: loaded on demand
@@ -188,33 +204,51 @@ def _run(paths: list[Path], out: Path, ensemble: Ensemble, rules: Rules, options
     return summary
 
 
-def _write_outputs(store: ResultStore, plan, info: RunInfo, rules: Rules, seen: set[str], scored_at: datetime,
+def _write_outputs(store: ResultStore, plan: NightPlan, bundles: dict[str, Rules], options: ScoreOptions,
                    summary: ScoreSummary, times: StageTimes) -> None:
-    """Files of no study, then the final outputs (every row re-derived with `rules`)."""
+    """Merge tonight's rows into the state, derive views and studies, write everything."""
     write_started = time.monotonic()
-    for orphans in _chunks(plan.orphans(), 10_000):
-        store.append(scores_table([], [], info), views_table([], orphans, info))
+    config = scoring_config(options.study_key, options.view_filter)
+    closed = close_night(plan, store.written, bundles, config, __version__)
+    summary.merged = closed.merged
+    for old, new in sorted(closed.merged.items()):
+        log.info("study %s merged into %s (its files now belong there)", old, new)
+    in_scope = pc.is_in(closed.scores["study_key"], value_set=plan.rows.filter(plan.rows["found"])["study_key"])
+    summary.counts = _value_counts(closed.scores.filter(in_scope)["status"])
+    summary.output_counts = {"studies": closed.scores.num_rows, "status": _value_counts(closed.scores["status"]),
+                             "views": closed.views.num_rows, "not_seen": closed.not_seen,
+                             "merged": len(closed.merged)}
     summary.timings.update(prepare_s=round(times.prepare_s, 3), model_s=round(times.model_s, 3))
-    summary.output_counts = store.finalize(rules, seen=seen, seen_at=scored_at, metadata={
+    store.finalize(closed.rows, closed.views, closed.scores, bundles, metadata={
         "timings": summary.timings,
         "counts": {"studies": summary.studies, "scored": summary.scored, "unchanged": summary.kept,
-                   "files": summary.files, "views_scored": summary.views, **summary.counts},
-        "interrupted": summary.interrupted, "finished_at": _now_ms().isoformat(),
-        "engine": {"name": summary.engine, **summary.cluster},
+                   "files": summary.files, "views_scored": summary.views, **summary.file_counts,
+                   **summary.counts},
+        "output_counts": summary.output_counts,
+        "interrupted": summary.interrupted, "stopped": summary.stopped, "finished_at": _now_ms().isoformat(),
+        "merged": summary.merged, "engine": {"name": summary.engine, **summary.cluster},
     })
     summary.timings["write_s"] = round(time.monotonic() - write_started, 3)
 
 
-def _chunks(items: Iterable, size: int) -> Iterator[list]:
-    chunk: list = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+def _warn_other_bundles(stored, bundle_id: str, options: ScoreOptions) -> None:
+    """An explicit threshold applies to tonight's bundle only: say how many studies keep another's."""
+    if options.threshold is None or stored.scores.num_rows == 0:
+        return
+    others = int(pc.sum(pc.not_equal(stored.scores["bundle_id"], bundle_id)).as_py() or 0)
+    if others:
+        log.warning("--threshold applies to studies scored by this bundle; %d studies scored by other bundles "
+                    "keep their own bundle's threshold", others)
 
+
+def _value_counts(column) -> dict[str, int]:
+    return {str(item["values"]): item["counts"] for item in pc.value_counts(column).to_pylist()}
+
+
+def scoring_config(study_key: str, view_filter: Iterable[str] | None) -> str:
+    """The grouping and view options of the run, recorded on each study row."""
+    views = ",".join(sorted(view_filter)) if view_filter else "*"
+    return f"study_key={study_key};view_filter={views}"
 
 
 def _engine_session(options: ScoreOptions) -> AbstractContextManager:
@@ -232,10 +266,19 @@ def _discover(paths: list[Path], options: ScoreOptions) -> HeaderCatalog:
 
         records = discover_on_ray(paths, views=options.view_filter, workers=options.workers)
         return HeaderCatalog.from_records(records)
-    return discover(paths, views=options.view_filter, workers=options.workers)
+    try:
+        return discover(paths, views=options.view_filter, workers=options.workers)
+    except BrokenProcessPool:
+        raise RuntimeError(SPAWN_GUARD) from None
 
 
-def _schedule(jobs: list, ensemble: Ensemble, options: ScoreOptions, sink: Callable[[list], None],
+# Worker processes start by importing the caller's main module again: a script that calls score() at
+# its top level would call it again in every worker, which then dies.
+SPAWN_GUARD = ("a worker process died while starting. If you call mammo_batch.score() from a script, put the "
+               "call under `if __name__ == \"__main__\":` (worker processes import the script again)")
+
+
+def _schedule(jobs: Iterable, ensemble: Ensemble, options: ScoreOptions, sink: Callable[[list], None],
               should_stop: Callable[[], bool], summary: ScoreSummary) -> StageTimes:
     """The scheduling step: the local streaming scheduler or the Ray pipeline, feeding the same sink."""
     if options.engine == "ray":
@@ -260,6 +303,39 @@ def _schedule(jobs: list, ensemble: Ensemble, options: ScoreOptions, sink: Calla
     return scheduler.times
 
 
+def _arguments(paths, out, models, options, option_values: dict[str, Any]) -> tuple[ScoreOptions, list[Path], Path]:
+    """The arguments as the run uses them: paths as a list of Paths, every path option a Path; anything
+    else is a ScoreUsageError (before the lock file is made)."""
+    if options is not None and not isinstance(options, ScoreOptions):
+        raise ScoreUsageError(f"options must be a ScoreOptions, not {type(options).__name__}")
+    names = {f.name for f in fields(ScoreOptions)}
+    unknown = sorted(set(option_values) - names)
+    if unknown:
+        raise ScoreUsageError(f"unknown option(s) {', '.join(unknown)}; the options are {', '.join(sorted(names))}")
+    options = replace(options or ScoreOptions(), **option_values)
+    for name in ("views_out", "report_out"):
+        value = getattr(options, name)
+        if value is not None:
+            options = replace(options, **{name: _path(value, name)})
+    if options.view_filter is not None and not isinstance(options.view_filter, frozenset):
+        if isinstance(options.view_filter, str):
+            raise ScoreUsageError("view_filter must be a collection of view names, e.g. {'CC', 'MLO'}")
+        options = replace(options, view_filter=frozenset(options.view_filter))
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]  # one path, not its characters
+    elif not isinstance(paths, Iterable):
+        raise ScoreUsageError(f"paths must be a path or a list of paths, not {type(paths).__name__}")
+    if not isinstance(models, Ensemble):
+        _path(models, "models")
+    return options, [_path(p, "paths") for p in paths], _path(out, "out")
+
+
+def _path(value: object, name: str) -> Path:
+    if not isinstance(value, str | os.PathLike) or not os.fspath(value):
+        raise ScoreUsageError(f"{name} must be a path (str or os.PathLike), not {value!r}")
+    return Path(value)
+
+
 def _check_paths(paths: list[Path], out: Path, views_out: Path | None, report_out: Path | None = None) -> None:
     if not paths:
         raise ScoreUsageError("no input paths given")
@@ -276,7 +352,8 @@ def _check_paths(paths: list[Path], out: Path, views_out: Path | None, report_ou
             raise ScoreUsageError(f"{option} {path}: the directory {parent} does not exist")
         if not os.access(parent, os.W_OK):
             raise ScoreUsageError(f"{option} {path}: the directory {parent} is not writable")
-    if views_out is not None and views_out.resolve() in (out.resolve(), views_store_path(out).resolve()):
+    if views_out is not None and views_out.resolve() in (out.resolve(), views_store_path(out).resolve(),
+                                                         state_path(out).resolve()):
         raise ScoreUsageError(f"--views {views_out} would overwrite the scores output or its store; "
                               "choose another file")
 
@@ -300,7 +377,7 @@ def _check_options(options: ScoreOptions) -> None:
                               f"known: {', '.join(sorted(VIEW_CODES))}")
     if options.view_filter is not None and not options.view_filter:
         raise ScoreUsageError("the view filter is empty")
-    for name in ("workers", "batch_size", "flush_every", "threads"):
+    for name in ("workers", "batch_size", "flush_every", "threads", "max_studies"):
         value = getattr(options, name)
         minimum = 0 if name == "workers" else 1
         if value is not None and (not isinstance(value, int) or value < minimum):
@@ -313,8 +390,20 @@ def _check_options(options: ScoreOptions) -> None:
 def _check_engine(options: ScoreOptions) -> None:
     if options.engine not in ENGINES:
         raise ScoreUsageError(f"unknown engine {options.engine!r}: choose one of {', '.join(ENGINES)}")
-    if options.engine == "ray" and importlib.util.find_spec("ray") is None:
+    if options.engine == "local":
+        try:
+            choose_decoder(options.decoder, "cuda")  # an unavailable decoder is refused before discovery
+        except DecoderUnavailableError as exc:
+            raise ScoreUsageError(str(exc)) from None
+        return
+    if importlib.util.find_spec("ray") is None:
         raise ScoreUsageError("--engine ray needs Ray: pip install 'mammo-batch[ray]'")
+    # What the Ray pipeline does not do is refused, never silently ignored.
+    if options.decoder not in ("auto", "cpu"):
+        raise ScoreUsageError(f"--engine ray decodes on the CPU of each node: --decoder {options.decoder} is not "
+                              "supported there")
+    if options.time_limit_s != ScoreOptions.time_limit_s:
+        raise ScoreUsageError("--engine ray has no per-file time limit: --time-limit is not supported there")
 
 
 def _is_probability(value: object) -> bool:

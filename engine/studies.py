@@ -9,7 +9,8 @@ groups by real parent folder instead (also split by patient), for exports laid o
 folder whose identifiers are not trustworthy (CBIS-DDSM gives every image its own UID).
 
 Keys are deterministic: the smallest AccessionNumber of the study, else its smallest
-StudyInstanceUID (or the real folder path), with `|patient:<PatientID>` appended for a conflict.
+StudyInstanceUID (or the real folder path), with `|patient:<hash>` appended for a conflict (a short
+hash of the PatientID: keys reach reports and logs, patient identifiers must not).
 Within a study each SOPInstanceUID is scored once; the other copies are skipped as `duplicate`.
 
 Grouping works on a HeaderCatalog in bounded memory (`plan_studies`), and studies are formed one
@@ -18,12 +19,15 @@ at a time from a sequential pass over it (`StudyPlan.studies()`).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from mammo_batch.engine.dicom.catalog import HeaderCatalog
 from mammo_batch.engine.dicom.links import NO_STUDY, LinkTable, hash64
@@ -104,6 +108,30 @@ class StudyPlan:
             if last[study_id] == row:
                 yield make_study(open_views.pop(study_id), self.mode, bool(self._conflicted[study_id]))
 
+    def row_keys(self) -> pa.Array:
+        """The study key of every catalog row, in catalog order ("" for a row of no study): the keys
+        `studies()` gives, computed with Arrow group-bys instead of one Python object per file."""
+        columns = ["path", "patient_id", "accession_number", "study_instance_uid"]
+        rows = pa.Table.from_batches(list(self.catalog.batches(columns)), schema=_KEY_SCHEMA)
+        rows = rows.append_column("sid", pa.array(self._study, pa.int32()))
+        blank = pa.scalar(None, pa.string())
+        for name in columns[1:]:
+            rows = rows.set_column(rows.schema.get_field_index(name), name,
+                                   pc.if_else(pc.equal(rows[name], ""), blank, rows[name]))
+        per_study = rows.filter(pc.not_equal(rows["sid"], NO_STUDY)).group_by("sid", use_threads=False).aggregate(
+            [(name, "min") for name in columns])
+        keys = _base_keys(per_study, self.mode)
+        conflicted = pa.array(self._conflicted[per_study["sid"].to_numpy()], pa.bool_()) if len(keys) else \
+            pa.array([], pa.bool_())
+        keys = [conflict_key(key, patient or "") if flag else key
+                for key, patient, flag in zip(keys, per_study["patient_id_min"].to_pylist(),
+                                              conflicted.to_pylist(), strict=True)]
+        lookup = pa.table({"sid": per_study["sid"], "study_key": pa.array(keys, pa.string())})
+        order = pa.array(np.arange(len(rows), dtype=np.int64))
+        joined = rows.select(["sid"]).append_column("row", order).join(lookup, "sid", join_type="left outer")
+        joined = joined.sort_by("row")
+        return pc.fill_null(joined["study_key"], "").combine_chunks()
+
     def orphans(self) -> Iterator[ViewRecord]:
         """Files that belong to no study (no identifier for this mode)."""
         for row, record in enumerate(self.catalog):
@@ -144,10 +172,20 @@ def make_study(views: list[ViewRecord], mode: str, conflicted: bool) -> Study:
     key = _base_key(views, mode)
     study = Study(key, views)
     if conflicted:
-        study.key = f"{key}|patient:{views[0].patient_id}"
+        study.key = conflict_key(key, views[0].patient_id)
         study.reason, study.detail = CONFLICT, STUDY_REASONS[CONFLICT]
     _mark_duplicates(views)
     return study
+
+
+def conflict_key(key: str, patient_id: str) -> str:
+    """The key of one patient's part of a study whose identifiers are shared by several patients."""
+    return f"{key}|patient:{patient_hash(patient_id)}"
+
+
+def patient_hash(patient_id: str) -> str:
+    """A short, stable pseudonym of a PatientID (not anonymisation: IDs are few and guessable)."""
+    return hashlib.sha256(f"mammo-batch patient:{patient_id}".encode()).hexdigest()[:10]
 
 
 def _link_values(columns: dict[str, list[str]], mode: str) -> tuple[list[str], list[str]]:
@@ -158,6 +196,20 @@ def _link_values(columns: dict[str, list[str]], mode: str) -> tuple[list[str], l
     accession = columns["accession_number"] if mode in ("auto", "accession") else blank
     uid = columns["study_instance_uid"] if mode in ("auto", "study-uid") else blank
     return accession, uid
+
+
+_KEY_SCHEMA = pa.schema([(name, pa.string()) for name in
+                         ("path", "patient_id", "accession_number", "study_instance_uid")])
+
+
+def _base_keys(per_study: pa.Table, mode: str) -> list[str]:
+    """`_base_key` over a table of per-study minimums (path, accession, UID: blanks as nulls)."""
+    if mode == "folder":
+        return [os.path.dirname(path) for path in per_study["path_min"].to_pylist()]
+    uid = per_study["study_instance_uid_min"]
+    if mode == "study-uid":
+        return pc.fill_null(uid, "").to_pylist()
+    return pc.fill_null(pc.coalesce(per_study["accession_number_min"], uid), "").to_pylist()
 
 
 def _base_key(views: list[ViewRecord], mode: str) -> str:

@@ -23,6 +23,10 @@ _API = {"score": "mammo_batch.engine.api", "ScoreOptions": "mammo_batch.engine.a
 __all__ = ["__version__", *_API]
 
 
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_API})
+
+
 def __getattr__(name: str) -> Any:
     """The API is imported on first use: `import mammo_batch` alone stays cheap (the CLI's --version)."""
     if name in _API:

@@ -75,7 +75,7 @@ def test_sigterm_finishes_studies_in_flight_and_the_rerun_completes(studies, bun
     child = subprocess.Popen(command(studies, out, bundle, "--flush-every", "1", "--batch-size", "1"),
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not list(journal.glob("part-*.scores.parquet")):
+    while time.monotonic() < deadline and not list(journal.glob("part-*.files.parquet")):
         time.sleep(0.05)
     child.send_signal(signal.SIGTERM)
     _, stderr = child.communicate(timeout=120)

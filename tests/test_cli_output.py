@@ -43,9 +43,9 @@ def test_score_prints_its_summary_on_stdout_and_progress_on_stderr(make_bundle, 
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("runtime: ")
-    assert any(line.startswith("2 studies in ") for line in lines)
+    assert any(line.startswith("2 studies: ") for line in lines)
     assert lines[-1] == f"wrote {out}"
-    assert "wrote " not in result.stderr and " studies in " not in result.stderr
+    assert "wrote " not in result.stderr and "2 studies: " not in result.stderr
 
 
 def test_preview_lists_every_file_it_did_not_render_with_its_reason(folder, tmp_path):

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
+import os
+import pickle
+import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +30,13 @@ from mammo_batch.build.export import export_onnx  # noqa: E402
 from mammo_batch.build.parity import check_parity  # noqa: E402
 from mammo_batch.cli import cli  # noqa: E402
 from mammo_batch.train.importers import IMPORTERS, parse_init  # noqa: E402
+from mammo_batch.train.importers.common import read_checkpoint  # noqa: E402
+from mammo_batch.train.importers.data_globals import EnumValue  # noqa: E402
 from mammo_batch.train.init_weights import InitWeightsError, load_init  # noqa: E402
 from mammo_batch.train.models import ProbabilityModel, create_model  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SMALL_SIZES = [(128, 64), (257, 129)]
-CONFIG_NAMES = {"b2": "tf_efficientnet_v2-detect".replace("_v2", "v2"), "b5": "tf_efficientnet_b5_ns-detect"}
 
 
 def randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -58,16 +64,53 @@ def encoder_state(model: torch.nn.Module) -> dict:
     return {k: v for k, v in model.state_dict().items() if not k.startswith("_fc.")}  # Mammo-CLIP has no _fc
 
 
+AUTHORS_SAVE = Path(__file__).with_name("mammo_clip_trainer_save.py")
+CONFIGS = {"b2": "pre_train_b2_clip", "b5": "pre_train_b5_clip"}
+
+
+def require_the_authors_code() -> None:
+    for needed in ("codebase", "hydra", "omegaconf"):
+        if importlib.util.find_spec(needed) is None:
+            pytest.skip(f"{needed} missing: pip install omegaconf==2.3.0 'hydra-core>=1.3,<1.4' and "
+                        "pip install --no-deps mammoclip==0.1.8 (the `test-train` extra's note)")
+
+
 def save_mammo_clip(path: Path, variant: str, encoder: torch.nn.Module) -> None:
-    """Mammo-CLIP's trainer.py checkpoint: the whole CLIP state dict under 'model', plus the rest."""
-    clip = {f"image_encoder.{k}": v for k, v in encoder_state(encoder).items()}
-    clip.update({"text_encoder.text_encoder.embeddings.word_embeddings.weight": torch.randn(10, 8),
-                 "image_projection.projection.weight": torch.randn(512, 8),
-                 "text_projection.projection.weight": torch.randn(512, 8), "logit_scale": torch.tensor(2.6)})
-    torch.save({"model": clip, "optimizer": {"state": {}, "param_groups": [{"lr": 5e-5, "params": [0]}]},
-                "scheduler": {"last_epoch": 9}, "epoch": 10, "train_loss": 0.31,
-                "config": {"model": {"image_encoder": {"name": CONFIG_NAMES[variant], "source": "cnn",
-                                                       "model_type": "cnn"}}}}, path)
+    """A checkpoint written by the Mammo-CLIP authors' own code (PyPI `mammoclip` 0.1.8): their
+    hydra config, their convert_dictconfig_to_dict, their encoder class, optimizer and scheduler,
+    their trainer's torch.save (tests/mammo_clip_trainer_save.py), around `encoder`'s weights."""
+    weights = path.with_suffix(".encoder.pt")
+    torch.save(encoder_state(encoder), weights)
+    env = {**os.environ, "MAMMO_CLIP_ENCODER": str(weights), "MAMMO_CLIP_OUT": str(path),
+           "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, str(AUTHORS_SAVE), "--config-name", CONFIGS[variant],
+                    f"hydra.run.dir={path.parent / ('hydra-' + variant)}"], env=env, check=True,
+                   capture_output=True, timeout=300)
+    weights.unlink()
+
+
+@pytest.fixture(scope="module")
+def mammo_clip_files(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], tuple[Path, torch.nn.Module]]:
+    """variant -> (the authors' checkpoint file, the authors' encoder (random weights) it holds),
+    written once per module (a subprocess each: hydra owns its process)."""
+    folder, files = tmp_path_factory.mktemp("mammo-clip"), {}
+
+    def get(variant: str) -> tuple[Path, torch.nn.Module]:
+        require_the_authors_code()
+        if variant not in files:
+            from mammo_clip_authors import their_encoder
+
+            encoder, path = randomise(their_encoder(variant)), folder / f"{variant}-model-best-epoch-10.tar"
+            save_mammo_clip(path, variant, encoder)
+            files[variant] = path, encoder
+        return files[variant]
+    return get
+
+
+def authors_features(encoder: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The authors' encoder's own forward: average-pooled features, flattened (eval: no dropout)."""
+    with torch.no_grad():
+        return encoder(x)
 
 
 def timm_features(net, x: torch.Tensor) -> torch.Tensor:
@@ -83,18 +126,16 @@ def relative_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 # --- Mammo-CLIP ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("variant", ["b2", "b5"])
-def test_mammo_clip_matches_lukemelas_at_small_and_odd_sizes(variant: str, tmp_path: Path) -> None:
-    reference = lukemelas(variant)
-    path = tmp_path / f"{variant}-model-best.tar"
-    save_mammo_clip(path, variant, reference)
-    net = create_model(f"tf_efficientnet_{variant}", init=f"mammo-clip:{path}").eval()
+def test_mammo_clip_matches_the_authors_encoder_at_small_and_odd_sizes(variant: str, mammo_clip_files) -> None:
+    path, reference = mammo_clip_files(variant)
+    net = create_model(f"tf_efficientnet_{variant}", init=f"mammo-clip:{path}").eval()  # no trust_pickle
     plain = timm.create_model(f"tf_efficientnet_{variant}", num_classes=0).eval()
     trunk = {k: v for k, v in net.backbone.state_dict().items() if not k.startswith("classifier.")}
     plain.load_state_dict(trunk)
     worst_plain = 0.0
     for height, width in SMALL_SIZES:
         x = torch.randn(2, 3, height, width, generator=torch.Generator().manual_seed(height))
-        assert relative_diff(timm_features(net, x), lukemelas_features(reference, x)) <= 1e-4
+        assert relative_diff(timm_features(net, x), authors_features(reference, x)) <= 1e-4
         with torch.no_grad():  # the feature maps before pooling, where padding shows
             want = reference.extract_features(x)
             ours, theirs = net.backbone.forward_features(x), plain.forward_features(x)
@@ -103,12 +144,39 @@ def test_mammo_clip_matches_lukemelas_at_small_and_odd_sizes(variant: str, tmp_p
     assert worst_plain > 1e-3  # timm's dynamic padding alone is not exact: the test can tell
 
 
-def test_mammo_clip_report_and_arch_checks(tmp_path: Path) -> None:
-    path = tmp_path / "b2.tar"
-    save_mammo_clip(path, "b2", lukemelas("b2"))
+def test_the_authors_file_holds_omegaconf_and_reads_as_plain_data(mammo_clip_files, monkeypatch) -> None:
+    path, _ = mammo_clip_files("b2")
+    with pytest.raises(pickle.UnpicklingError, match=r"omegaconf\.listconfig\.ListConfig"):
+        torch.load(path, map_location="cpu", weights_only=True)  # the issue's failure: the fixture is real
+    for module in ("omegaconf", "omegaconf.dictconfig", "omegaconf.listconfig", "omegaconf.nodes"):
+        monkeypatch.setitem(sys.modules, module, None)  # any import of omegaconf would now fail
+    checkpoint = read_checkpoint(path)
+    config = checkpoint["config"]
+    assert config["transform"]["train"]["transform"]["affine_scale"] == [0.8, 1.2]  # was a ListConfig
+    assert config["model"]["image_encoder"]["name"] == "tf_efficientnetv2-detect"
+    assert config["scheduler"]["config"]["total_steps"] == 600  # set by their trainer, 40 x 15 epochs
+    assert config["base"]["output"]["checkpoint"].endswith("hydra-b2/checkpoints/")  # resolved by hydra
+    assert checkpoint["optimizer"]["param_groups"][0]["initial_lr"] == 5e-5  # their adamw.yaml
+    assert checkpoint["scheduler"]["wsteps"] == 40
+
+
+def test_train_cli_takes_the_authors_file_without_trust_pickle(mammo_clip_files, tmp_path: Path) -> None:
+    path, _ = mammo_clip_files("b2")
+    labels, images = tmp_path / "labels.csv", tmp_path / "images"
+    labels.write_text("")
+    images.mkdir()
+    result = CliRunner().invoke(cli, ["train", "--labels", str(labels), "--images", str(images), "--out",
+                                      str(tmp_path / "run"), "--arch", "tf_efficientnet_b2",
+                                      "--init", f"mammo-clip:{path}"])
+    assert str(path) not in result.output and "pickle" not in result.output  # init passed; the
+    assert "labels" in result.output.lower() or "empty" in result.output.lower()  # empty labels stop it
+
+
+def test_mammo_clip_report_and_arch_checks(mammo_clip_files) -> None:
+    path, encoder = mammo_clip_files("b2")
     net = create_model("tf_efficientnet_b2")
     report = load_init(net, path, "mammo-clip", arch="tf_efficientnet_b2")
-    assert report.mapped == len(report.loaded) == len(encoder_state(lukemelas("b2")))
+    assert report.mapped == len(report.loaded) == len(encoder_state(encoder))
     assert report.missing == ["classifier.1.bias", "classifier.1.weight", "classifier.4.bias",
                               "classifier.4.weight"]  # the seed's head starts fresh
     assert "logit_scale" in report.ignored and not report.unexpected
@@ -118,9 +186,8 @@ def test_mammo_clip_report_and_arch_checks(tmp_path: Path) -> None:
         load_init(create_model("tf_efficientnet_b5"), path, "mammo-clip")
 
 
-def test_fixed_pads_survive_onnx_export(tmp_path: Path) -> None:
-    path = tmp_path / "b2.tar"
-    save_mammo_clip(path, "b2", lukemelas("b2"))
+def test_fixed_pads_survive_onnx_export(mammo_clip_files, tmp_path: Path) -> None:
+    path, _ = mammo_clip_files("b2")
     model = ProbabilityModel(create_model("tf_efficientnet_b2", init=f"mammo-clip:{path}")).eval()
     export_onnx(model, tmp_path / "b2.onnx", 257, 129)
     images = np.random.default_rng(0).integers(0, 256, (2, 257, 129), dtype=np.uint8)
@@ -130,13 +197,88 @@ def test_fixed_pads_survive_onnx_export(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", ["b5"])  # B5: where timm's padding is furthest off (~45 s)
-def test_mammo_clip_matches_lukemelas_at_the_seeds_size(variant: str, tmp_path: Path) -> None:
-    reference = lukemelas(variant)
-    path = tmp_path / "encoder.tar"
-    save_mammo_clip(path, variant, reference)
+def test_mammo_clip_matches_the_authors_encoder_at_the_seeds_size(variant: str, mammo_clip_files) -> None:
+    path, reference = mammo_clip_files(variant)
     net = create_model(f"tf_efficientnet_{variant}", init=f"mammo-clip:{path}").eval()
     x = torch.randn(1, 3, 1536, 768, generator=torch.Generator().manual_seed(1))
-    assert relative_diff(timm_features(net, x), lukemelas_features(reference, x)) <= 1e-4
+    assert relative_diff(timm_features(net, x), authors_features(reference, x)) <= 1e-4
+
+
+# --- what a checkpoint may hold besides tensors -----------------------------------------------
+
+class Opaque:
+    """A class of the saving process's own, unknown where the file is read."""
+
+    def __init__(self) -> None:
+        self.threshold = 0.5
+
+
+class Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+class Huge:
+    def __reduce__(self):
+        return (bytes, (10**12,))  # a type named as metadata may not be called: 1 TB otherwise
+
+
+def save_with_config(path: Path, config: object) -> None:
+    encoder = {f"image_encoder.{k}": v for k, v in encoder_state(lukemelas("b2")).items()}
+    torch.save({"model": encoder, "config": config, "epoch": 1}, path)
+
+
+def test_data_types_read_without_trust(tmp_path: Path) -> None:
+    from collections import defaultdict
+
+    from hydra.types import RunMode
+
+    config = {"cache": defaultdict(dict, {"a": {"b": 1}}), "mode": RunMode.MULTIRUN,
+              "auc": np.float64(0.77), "steps": np.int64(3), "args": argparse.Namespace(gp="max")}
+    save_with_config(tmp_path / "data.tar", config)
+    read = read_checkpoint(tmp_path / "data.tar")["config"]
+    assert read["cache"] == {"a": {"b": 1}} and type(read["cache"]) is dict  # the factory is dropped
+    assert read["mode"] == EnumValue("hydra.types.RunMode", 2)
+    assert read["auc"] == 0.77 and read["steps"] == 3 and read["args"].gp == "max"
+
+
+def test_a_whole_omegaconf_config_reads_as_plain_containers(tmp_path: Path) -> None:
+    """A trainer that saves its DictConfig as it is (not half converted, as Mammo-CLIP's)."""
+    omegaconf = pytest.importorskip("omegaconf")
+    config = omegaconf.OmegaConf.create({"missing": "???", "none": None, "link": "${nested.list}",
+                                         "nested": {"list": [1, {"deep": 2.5}], "flag": True},
+                                         "text": "b2", "raw": b"\x00"})
+    save_with_config(tmp_path / "dictconfig.tar", config)
+    assert read_checkpoint(tmp_path / "dictconfig.tar")["config"] == {
+        "missing": "???", "none": None, "link": "${nested.list}",  # values as stored, never resolved
+        "nested": {"list": [1, {"deep": 2.5}], "flag": True}, "text": "b2", "raw": b"\x00"}
+
+
+def test_other_objects_are_refused_by_name_and_trust_reads_them_as_stand_ins(tmp_path: Path) -> None:
+    path = tmp_path / "opaque.tar"
+    save_with_config(path, {"model": {"image_encoder": {"name": "tf_efficientnetv2-detect"}}, "x": Opaque()})
+    with pytest.raises(InitWeightsError, match=r"pickled \S*Opaque\b.*--trust-pickle reads it"):
+        IMPORTERS["mammo-clip"](path)
+    weights = IMPORTERS["mammo-clip"](path, trust_pickle=True)
+    assert weights.arch == "tf_efficientnet_b2"
+
+
+def test_code_in_a_checkpoint_is_refused_with_or_without_trust(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.tar"
+    save_with_config(path, {"affine_scale": [0.8, 1.2], "hook": Payload(marker)})
+    with pytest.raises(InitWeightsError, match=r"pickled (posix|os)\.system"):
+        IMPORTERS["mammo-clip"](path)
+    with pytest.raises(InitWeightsError, match=r"unsafe pickle: the file calls (posix|os)\.system"):
+        IMPORTERS["mammo-clip"](path, trust_pickle=True)
+    assert not marker.exists()
+    save_with_config(tmp_path / "huge.tar", {"object_type": dict, "huge": Huge()})
+    for trust in (False, True):
+        with pytest.raises(InitWeightsError, match=r"calls builtins\.bytes\(\.\.\.\); refused"):
+            IMPORTERS["mammo-clip"](tmp_path / "huge.tar", trust_pickle=trust)
 
 
 # --- RSNA ConvNeXt ---------------------------------------------------------------------------

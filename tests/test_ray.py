@@ -129,14 +129,15 @@ def test_a_rerun_skips_unchanged_studies(ray_cluster, studies, bundle, tmp_path)
 
 
 def journalled_ok(journal: Path) -> set[str]:
-    """Keys of the ok studies in a journal's complete parts (parts are written atomically)."""
+    """Keys of the studies in a journal's complete parts (a study's scored files are journalled together,
+    and parts are written atomically)."""
     keys: set[str] = set()
-    for part in journal.glob("part-*.scores.parquet"):
+    for part in journal.glob("part-*.files.parquet"):
         try:
-            table = pq.read_table(part, columns=["study_key", "status"]).to_pandas()
+            table = pq.read_table(part, columns=["study_key"]).to_pandas()
         except (FileNotFoundError, OSError):  # the run finished and retired its journal meanwhile
             continue
-        keys |= set(table.loc[table["status"] == "ok", "study_key"])
+        keys |= set(table["study_key"])
     return keys
 
 

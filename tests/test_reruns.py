@@ -73,17 +73,22 @@ def test_a_rule_change_rederives_every_row_without_scoring(studies, tmp_path, en
     assert arguments["threshold"] == 0.9 and arguments["study_agg"] == "mean"  # and the rows follow it
 
 
-def test_a_view_filter_change_rescores_and_a_typo_is_refused(studies, tmp_path, ensemble):
+def test_a_view_filter_change_rederives_and_widening_scores_only_the_new_views(studies, tmp_path, ensemble):
     out = tmp_path / "scores.parquet"
     score(studies, out, ensemble)
     with pytest.raises(ScoreUsageError, match="CCC"):
         score(studies, out, ensemble, view_filter=frozenset({"CCC"}))
     only_cc = score(studies, out, ensemble, view_filter=frozenset({"CC"}), views_out=tmp_path / "v.parquet")
-    assert only_cc.scored == 4
+    assert only_cc.scored == 0 and only_cc.views == 0  # the CC views' probabilities are the file's: kept
     views = table(tmp_path / "v.parquet")
     assert set(views.loc[views["status"] == "ok", "view"]) == {"CC"}
-    back = score(studies, out, ensemble)  # without the filter: rescored again, MLO views come back
-    assert back.scored == 4
+    excluded = views[views["reason"] == "view_excluded"]
+    assert len(excluded) and "CC" not in set(excluded["view"])
+    rows = table(out).set_index("study_key")
+    want = expected_rows(views, "mean", "max", 0.5)
+    np.testing.assert_allclose(rows.loc[want.index, "score"], want["score"], rtol=1e-6)
+    back = score(studies, out, ensemble)  # without the filter: the MLO views are scored again, only they
+    assert back.scored == 4 and back.views == len(excluded)
 
 
 def test_another_bundle_rescores_everything(studies, tmp_path, ensemble):
@@ -126,8 +131,9 @@ def test_a_truncated_view_makes_its_study_partial(studies, tmp_path, ensemble):
     assert row["n_views"] == n_files - 1 and row["n_views_skipped"] == 1
     assert "truncated" in row["error"]
     assert summary.exit_code == 3
-    again = score(studies, tmp_path / "scores.parquet", ensemble)  # partial and failed studies are retried
-    assert (again.scored, again.kept) == (1, 3) and again.counts == {"partial": 1}
+    again = score(studies, tmp_path / "scores.parquet", ensemble)  # unchanged: nothing to decode again
+    assert (again.scored, again.kept) == (0, 4) and again.counts == {"ok": 3, "partial": 1}
+    assert again.exit_code == 3  # the study is still partial: the night says so every time
 
 
 def test_rows_of_studies_whose_files_are_gone_are_kept_and_counted(studies, tmp_path, ensemble):

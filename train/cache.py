@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 
 # Bump when the entry format or the meaning of a key changes; the engine version is in the
 # key too, so a pixel-path change in a new release never reads an old array.
-CACHE_VERSION = 1
+# 2: the pixel path's mirror-exact geometry (mask and box found on the image as rendered).
+CACHE_VERSION = 2
 NUMPY_DTYPES = {"uint8": np.uint8, "uint16": np.uint16, "float32": np.float32}
 
 

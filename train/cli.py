@@ -46,8 +46,9 @@ from mammo_batch.train.models import create_model, list_archs
               help="Initial weights: FORMAT:PATH with FORMAT one of mammo-clip, rsna-convnext, mirai, "
               "seed (docs/importers.md), or a bare path to a state dict (weights_only=True).")
 @click.option("--trust-pickle", is_flag=True,
-              help="Allow reading a whole pickled model (Mirai) with the restricted unpickler: it "
-              "builds no foreign classes and runs no foreign code.")
+              help="Allow reading a whole pickled model (Mirai), or a checkpoint holding objects beyond "
+              "plain data, with the restricted unpickler: it builds no foreign classes and runs no "
+              "foreign code. Not needed for omegaconf configs, numpy scalars or argparse.Namespace.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,

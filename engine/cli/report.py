@@ -18,10 +18,12 @@ EXIT_USAGE = 2
               help="The run's views.parquet: adds file counts, reasons and the failed files.")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The HTML page to write (one self-contained file).")
-def report(scores: Path, views: Path | None, out: Path) -> None:
-    """Write the nightly report of a run: one HTML page, plots inside, no patient names."""
+@click.option("--redact", is_flag=True,
+              help="Show study keys and paths as short hashes (a report to share outside the site).")
+def report(scores: Path, views: Path | None, out: Path, redact: bool) -> None:
+    """Write the nightly report of a run: one HTML page, plots inside, no patient identifiers."""
     try:
-        path = write_report(scores, out, views)
+        path = write_report(scores, out, views, redact=redact)
     except (ReportError, OSError) as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(EXIT_USAGE)

@@ -61,6 +61,8 @@ MODELS_ENV = "MAMMO_BATCH_MODELS"
               help="local: this machine; ray: a Ray cluster (the `ray` extra; docs/ray.md).")
 @click.option("--ray-address", envvar="RAY_ADDRESS", default=None,
               help="--engine ray: the cluster (or $RAY_ADDRESS); default: a local Ray started for the run.")
+@click.option("--max-studies", type=int, default=None,
+              help="Score at most N studies tonight (a time-boxed night); the next run scores the rest.")
 @study_key_option
 @view_filter_option
 @workers_option
@@ -68,7 +70,7 @@ def score_command(paths, out: Path, models: Path, views_out: Path | None, runtim
                   threads: int | None, breast_agg: str | None, study_agg: str | None, threshold: float | None,
                   rescore: bool, flush_every: int, time_limit_s: float, report_out: Path | None, quiet: bool,
                   engine: str, ray_address: str | None, study_key: str, view_filter: str | None, workers: int,
-                  decoder: str) -> None:
+                  decoder: str, max_studies: int | None) -> None:
     """Score every study under PATHS with the ensemble in --models and write --out.
 
     Exit status: 0 all studies ok, 3 finished with failed or partial studies,
@@ -79,7 +81,7 @@ def score_command(paths, out: Path, models: Path, views_out: Path | None, runtim
                            threshold=threshold, study_key=study_key, view_filter=parse_views(view_filter),
                            rescore=rescore, flush_every=flush_every, time_limit_s=time_limit_s,
                            report_out=report_out, progress=not quiet, decoder=decoder, engine=engine,
-                           ray_address=ray_address)
+                           ray_address=ray_address, max_studies=max_studies)
     try:
         summary = score(paths, out=out, models=models, options=options)
     except ScoreUsageError as exc:
@@ -90,10 +92,8 @@ def score_command(paths, out: Path, models: Path, views_out: Path | None, runtim
                    "previous outputs are unchanged and a rerun resumes from the journal", err=True)
         sys.exit(EXIT_CRASH)
     # The summary is the command's result: stdout, so `score ... > nightly.log` keeps it. Progress,
-    # warnings and errors stay on stderr, and so does the stop notice (a warning to whoever watches).
+    # warnings (a stop included: the API logs it) and errors stay on stderr.
     click.echo(describe(summary))
-    if summary.interrupted:
-        click.echo(stop_notice(summary), err=True)
     sys.exit(summary.exit_code)
 
 
@@ -107,21 +107,21 @@ def describe(summary: ScoreSummary) -> str:
                      f"{c['gpus_used']} of {c['gpus']} GPUs used")
         if c["runtimes"] and c["runtimes"] != [summary.runtime]:  # actors pick their runtime on their node
             lines.append(f"scorer actors' runtime: {'; '.join(c['runtimes'])}")
-    lines += [f"{summary.studies} studies in {summary.files} files: scored {summary.scored}, "
-              f"unchanged {summary.kept} (re-derived from stored views)",
+    files = ", ".join(f"{n} {what}" for what, n in summary.file_counts.items() if n)
+    lines += [f"{summary.files} files under the input paths ({files or 'none'})",
+              f"{summary.studies} studies: {summary.scored} scored, {summary.kept} unchanged",
               f"scored {summary.views} views in {summary.timings.get('scoring_s', 0):.1f} s "
-              f"({summary.views_per_second:.2f} views/s): {counts}"]
+              f"({summary.views_per_second:.2f} views/s); studies under the input paths: {counts}"]
+    if summary.merged:
+        shown = ", ".join(f"{old} merged into {new}" for old, new in sorted(summary.merged.items())[:5])
+        more = f" and {len(summary.merged) - 5} more" if len(summary.merged) > 5 else ""
+        lines.append(f"{len(summary.merged)} study keys retired, their files now in another study: {shown}{more}")
     not_seen = summary.output_counts.get("not_seen", 0)
     if not_seen:
-        lines.append(f"{not_seen} studies in {summary.out} were not found by this run (files gone or other "
-                     "paths): kept, with their last_seen time")
+        lines.append(f"{not_seen} studies in {summary.out} have no file left (deleted, or not found where they "
+                     "were): kept as they were, with their last_seen time")
     written = [summary.out] + [p for p in (summary.views_out, summary.report_out) if p is not None]
     lines.append("wrote " + ", ".join(map(str, written)))
-    if summary.interrupted:
-        lines.append(stop_notice(summary))
+    if summary.stopped:
+        lines.append(summary.stopped)
     return "\n".join(lines)
-
-
-def stop_notice(summary: ScoreSummary) -> str:
-    return (f"stopped by {summary.interrupted}: the studies scored so far are saved; "
-            "rerun the same command to finish")

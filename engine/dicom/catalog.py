@@ -45,6 +45,14 @@ class HeaderCatalog:
             catalog.append(record)
         return catalog.finish()
 
+    @classmethod
+    def from_table(cls, table: pa.Table) -> HeaderCatalog:
+        """A finished catalog over the ViewRecord columns of `table` (e.g. stored file rows)."""
+        catalog = cls()
+        catalog._batches = table.select(SCHEMA.names).cast(SCHEMA).to_batches()
+        catalog._rows = table.num_rows
+        return catalog
+
     def append(self, record: ViewRecord) -> None:
         self._pending.append(record.to_dict())
         self._rows += 1

@@ -14,7 +14,14 @@ from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.pixels import get_decoder
 
-from mammo_batch.engine.dicom.policy import DICOMDIR_CLASS, MAX_PIXELS, fail, is_image_class, skip
+from mammo_batch.engine.dicom.policy import (
+    DICOMDIR_CLASS,
+    MAX_PIXELS,
+    fail,
+    is_image_class,
+    is_mammography_class,
+    skip,
+)
 from mammo_batch.engine.dicom.quiet import Captured, captured, safe_error
 from mammo_batch.engine.dicom.record import ViewRecord
 from mammo_batch.engine.dicom.vocabulary import laterality_of, multi_values, view_of
@@ -39,6 +46,7 @@ def read_view(path: str | os.PathLike) -> ViewRecord:
         return fail(record, "unreadable", f"cannot stat file: {exc.strerror}")
     if not stat.S_ISREG(info.st_mode):
         return skip(record, "special_file")  # opening a FIFO would block forever
+    record.size, record.mtime_ns = info.st_size, info.st_mtime_ns
     if info.st_size == 0:
         return fail(record, "empty_file")
     with captured() as caught:
@@ -96,10 +104,11 @@ def _fill(record: ViewRecord, ds: Dataset, file_size: int) -> ViewRecord:
     record.laterality = laterality_of(ds)
     record.view = view_of(ds)
     if "PixelData" not in ds:
-        image_class = is_image_class(record.sop_class_uid) or is_image_class(_text(meta, "MediaStorageSOPClassUID"))
-        if (record.rows and record.columns) or record.modality == "MG" or image_class:
-            # an image without its pixels (cut short, or a broken export) should have scored
-            return fail(record, "no_pixel_data", "an image header without pixel data (cut short?)")
+        if record.modality == "MG" or is_mammography_class(record.sop_class_uid):
+            # a mammogram without its pixels (cut short, or a broken export) should have scored
+            return fail(record, "no_pixel_data", "a mammogram header without pixel data (cut short?)")
+        if (record.rows and record.columns) or is_image_class(record.sop_class_uid):
+            return skip(record, "not_mammogram", "an image of another modality, without pixel data")
         return skip(record, "no_pixel_data")
     pixels = record.rows * record.columns * int(ds.get("SamplesPerPixel", 1) or 1)
     if pixels > MAX_PIXELS:

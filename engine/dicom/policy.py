@@ -47,13 +47,26 @@ STUDY_REASONS = {
     "split into one study per patient",
 }
 
-# Storage SOP classes of images (CR/DX/MG, CT, MR, secondary capture, breast tomosynthesis): a file
-# of one of these without pixel data was cut short or broken, and fails rather than being skipped.
+# Storage SOP classes of images (CR/DX/MG, CT, MR, secondary capture, breast tomosynthesis).
 IMAGE_CLASS_PREFIXES = tuple(f"1.2.840.10008.5.1.4.1.1.{family}" for family in ("1", "2", "4", "7", "13.1"))
 
 
+# Mammography storage classes (digital mammography, breast tomosynthesis and projection): one of these
+# without pixel data was cut short or broken and fails; another modality's header-only image (a
+# DICOMDIR export's CT stubs) is not a mammogram and is skipped.
+MAMMOGRAPHY_CLASS_PREFIXES = ("1.2.840.10008.5.1.4.1.1.1.2", "1.2.840.10008.5.1.4.1.1.13.1")
+
+
 def is_image_class(sop_class_uid: str) -> bool:
-    return any(sop_class_uid == p or sop_class_uid.startswith(p + ".") for p in IMAGE_CLASS_PREFIXES)
+    return _in_families(sop_class_uid, IMAGE_CLASS_PREFIXES)
+
+
+def is_mammography_class(sop_class_uid: str) -> bool:
+    return _in_families(sop_class_uid, MAMMOGRAPHY_CLASS_PREFIXES)
+
+
+def _in_families(uid: str, prefixes: tuple[str, ...]) -> bool:
+    return any(uid == p or uid.startswith(p + ".") for p in prefixes)
 
 MAMMO_FOR_PROCESSING = {
     "1.2.840.10008.5.1.4.1.1.1.2.1",  # Digital Mammography X-Ray Image - For Processing

@@ -39,6 +39,8 @@ class ViewRecord:
     presentation_intent: str = ""
     patient_orientation: list[str] = field(default_factory=list)
     fov_horizontal_flip: str = ""
+    size: int = 0  # bytes, from the one stat taken when the header is read (the file's fingerprint)
+    mtime_ns: int = 0
 
     @property
     def scorable(self) -> bool:

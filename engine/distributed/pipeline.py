@@ -26,7 +26,8 @@ from mammo_batch.engine.distributed.options import cpu_tasks, scorer_actors
 from mammo_batch.engine.distributed.scorer import EnsembleScorer, prob_column
 from mammo_batch.engine.ensemble import Ensemble
 from mammo_batch.engine.results.outcome import StudyResult, ViewResult
-from mammo_batch.engine.schedule.run import StageTimes, StudyJob
+from mammo_batch.engine.schedule.run import StageTimes
+from mammo_batch.engine.studies import Study
 
 log = logging.getLogger("mammo_batch.score")
 
@@ -35,7 +36,7 @@ STUDIES_PER_DECODE_TASK = 2  # a few views per task: many tasks in flight, littl
 
 @dataclass
 class _Open:
-    job: StudyJob
+    job: Study
     views: dict[int, ViewResult]
     outstanding: int
 
@@ -57,7 +58,7 @@ class _Used:
                          for gpu in gpus.split(",") if gpu)
 
 
-def score_on_ray(jobs: Iterable[StudyJob], ensemble: Ensemble, *, batch_size: int, workers: int,
+def score_on_ray(jobs: Iterable[Study], ensemble: Ensemble, *, batch_size: int, workers: int,
                  runtime: str, threads: int | None, progress: bool,
                  sink: Callable[[list[StudyResult]], None], should_stop: Callable[[], bool] = lambda: False,
                  ) -> tuple[StageTimes, dict[str, Any]]:
@@ -72,9 +73,9 @@ def score_on_ray(jobs: Iterable[StudyJob], ensemble: Ensemble, *, batch_size: in
     open_studies: dict[int, _Open] = {}
     rows = []
     for index, job in enumerate(jobs):
-        scorable = [(position, v.path) for position, v in enumerate(job.study.views) if v.scorable]
+        scorable = [(position, v.path) for position, v in enumerate(job.views) if v.scorable]
         if not scorable:
-            sink([StudyResult(job.study, job.fingerprint, {})])
+            sink([StudyResult(job, {})])
             continue
         open_studies[index] = _Open(job, {}, len(scorable))
         rows.append({"job": index, "positions": [p for p, _ in scorable], "paths": [p for _, p in scorable]})
@@ -145,7 +146,7 @@ def _accept(open_studies: dict[int, _Open], members: tuple[str, ...], times: Sta
     entry = open_studies.get(job)
     if entry is None or position in entry.views:  # a row seen twice (a retried task): keep the first
         return None
-    result = ViewResult(entry.job.study.views[position], seconds=seconds)
+    result = ViewResult(entry.job.views[position], seconds=seconds)
     if reason:
         result.reason, result.error = reason, error
     else:
@@ -156,4 +157,4 @@ def _accept(open_studies: dict[int, _Open], members: tuple[str, ...], times: Sta
     if entry.outstanding:
         return None
     del open_studies[job]
-    return StudyResult(entry.job.study, entry.job.fingerprint, dict(sorted(entry.views.items())))
+    return StudyResult(entry.job, dict(sorted(entry.views.items())))

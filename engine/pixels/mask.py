@@ -47,9 +47,9 @@ def small_copy(image: np.ndarray) -> tuple[np.ndarray, float]:
     """
     factor = int(np.ceil(max(image.shape) / WORK_SIZE))
     if factor <= 1:
-        return image, 1.0
+        return np.ascontiguousarray(image), 1.0
     rows, cols = image.shape[0] // factor, image.shape[1] // factor
-    src = image[: rows * factor, : cols * factor]
+    src = image[: rows * factor, : cols * factor]  # OpenCV copies a mirrored (negative-stride) view itself
     if src.dtype not in (np.uint8, np.uint16, np.int16, np.float32):
         src = src.astype(np.float32)
     return cv2.resize(src, (cols, rows), interpolation=cv2.INTER_AREA), float(factor)

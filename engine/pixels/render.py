@@ -26,10 +26,9 @@ def render(stored: np.ndarray, plan: Plan, sizes: Iterable[Size], dtype: str = "
         raise ValueError(f"dtype must be one of {tuple(FULL_SCALE)}, not {dtype!r}")
     top, bottom, left, right = plan.box
     image = voi.apply_table(plan.table, stored[top:bottom, left:right], plan.lo)
-    keep = plan.keep
+    keep = plan.keep  # already in the frame as rendered
     if plan.flip:  # before resampling, so both orientations land on the same pixel grid
         image = image[:, ::-1]
-        keep = keep[:, ::-1] if keep is not None else None
     inputs = {}
     for size in set(sizes):
         scaled = scale_to_fit(image, *size)

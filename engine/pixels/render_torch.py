@@ -49,8 +49,8 @@ def render_into(display: torch.Tensor, plan: Plan, out: torch.Tensor, dtype: str
     new_h, new_w = fitted_shape(h, w, height, width)
     scaled = resize(display, new_h, new_w).round_().clamp_(0, voi.DISPLAY_MAX)
     if plan.keep is not None:
-        keep = plan.keep[:, ::-1] if plan.flip else plan.keep
-        scaled *= _nearest(torch.from_numpy(np.ascontiguousarray(keep)).to(display.device), new_h, new_w)
+        keep = torch.from_numpy(np.ascontiguousarray(plan.keep))  # in the frame as rendered
+        scaled *= _nearest(keep.to(display.device), new_h, new_w)
     top = (height - new_h) // 2
     out.zero_()
     out[top:top + new_h, :new_w] = as_model_dtype(scaled, dtype)

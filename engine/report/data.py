@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,6 +25,7 @@ UNKNOWN = "unknown"
 THROUGHPUT_BINS = 30
 SCORE_BINS = 20
 MAX_LISTED = 200  # failed / slowest files listed in the page; the counts cover all
+_PATH = re.compile(r"/[^\s;,()]+")  # an absolute path inside a detail text
 
 
 class ReportError(ValueError):
@@ -47,9 +50,11 @@ class ReportData:
     notes: list[str] = field(default_factory=list)
 
 
-def load_report_data(scores_path: str | os.PathLike, views_path: str | os.PathLike | None = None
-                     ) -> ReportData:
-    """Read the result files into the report's numbers; ReportError when they are not results."""
+def load_report_data(scores_path: str | os.PathLike, views_path: str | os.PathLike | None = None,
+                     redact: bool = False) -> ReportData:
+    """Read the result files into the report's numbers; ReportError when they are not results.
+
+    `redact`: study keys and paths are replaced by short hashes (a page to share outside the site)."""
     try:
         scores = read_scores(scores_path)
         metadata = read_run_metadata(scores_path)
@@ -67,7 +72,29 @@ def load_report_data(scores_path: str | os.PathLike, views_path: str | os.PathLi
                           "(pass --views).")
     else:
         _view_counts(data, views)
+    if redact:
+        _redact(data)
     return data
+
+
+def _redact(data: ReportData) -> None:
+    """Replace study keys and paths (which may carry accession numbers or names) with short hashes."""
+    for study in data.failed_studies:
+        study["study_key"], study["error"] = pseudonym(study["study_key"]), _without_paths(study["error"])
+    for row in [*data.failed_files, *data.slowest]:
+        row["path"] = pseudonym(row["path"])
+        if "detail" in row:
+            row["detail"] = _without_paths(row["detail"])
+    data.source = pseudonym(data.source)
+    data.notes.append("Redacted: study keys and paths are shown as hashes (the same value, the same hash).")
+
+
+def pseudonym(value: str) -> str:
+    return "#" + hashlib.sha256(f"mammo-batch report:{value}".encode()).hexdigest()[:10]
+
+
+def _without_paths(text: str) -> str:
+    return _PATH.sub(lambda match: pseudonym(match.group(0)), text)
 
 
 def _read_views(path: Path) -> pa.Table:
@@ -90,7 +117,9 @@ def _run_summary(scores: pa.Table, metadata: dict) -> dict[str, Any]:
     timings = metadata.get("timings", {})
     counts = metadata.get("counts", {})
     seconds = sum(float(timings.get(k, 0.0)) for k in ("discovery_s", "scoring_s")) or None
-    scored_views = int(pc.sum(this_run(scores, metadata)["n_views"]).as_py() or 0)
+    scored_views = counts.get("views_scored")
+    if scored_views is None:  # results written before the count was recorded
+        scored_views = int(pc.sum(this_run(scores, metadata)["n_views"]).as_py() or 0)
     scoring_s = timings.get("scoring_s")
     return {
         "finished": metadata.get("finished_at"),
@@ -101,6 +130,7 @@ def _run_summary(scores: pa.Table, metadata: dict) -> dict[str, Any]:
         "scoring_s": scoring_s,
         "views_scored_this_run": scored_views,
         "views_per_s": scored_views / scoring_s if scoring_s else None,
+        "stopped": metadata.get("stopped"),
         "studies_in_file": scores.num_rows,
         "studies_scored_this_run": counts.get("scored"),
         "studies_unchanged": counts.get("unchanged"),

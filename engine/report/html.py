@@ -21,12 +21,12 @@ code { font-size: 0.85em; word-break: break-all; }
 
 
 def write_report(scores_path: str | os.PathLike, out_html: str | os.PathLike,
-                 views_path: str | os.PathLike | None = None) -> Path:
+                 views_path: str | os.PathLike | None = None, redact: bool = False) -> Path:
     """Write the nightly report for `scores_path` (and `views_path`) to `out_html`; returns its path.
 
     Raises ReportError when the inputs are not mammo-batch result files.
     """
-    page = render(load_report_data(scores_path, views_path))
+    page = render(load_report_data(scores_path, views_path, redact))
     out = Path(out_html)
     temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     temporary.write_text(page, encoding="utf-8")
@@ -36,13 +36,22 @@ def write_report(scores_path: str | os.PathLike, out_html: str | os.PathLike,
 
 def render(data: ReportData) -> str:
     parts = [f"<h1>mammo-batch nightly report</h1><p class='note'>{escape(data.source)}</p>",
-             _run_section(data), _status_section(data), _score_section(data),
+             _stopped_banner(data), _run_section(data), _status_section(data), _score_section(data),
              _throughput_section(data), _failed_section(data), _slowest_section(data)]
     if data.notes:
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{escape(n)}</li>" for n in data.notes) + "</ul>")
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             f"<title>mammo-batch report</title><style>{STYLE}</style></head><body>"
             + "".join(parts) + "</body></html>\n")
+
+
+def _stopped_banner(data: ReportData) -> str:
+    """An interrupted run says so first: its counts are what completed, the rest waits for the rerun."""
+    stopped = data.run.get("stopped")
+    if not stopped:
+        return ""
+    return (f"<p id='stopped' style='background:#fde2e1;border:1px solid #c33;padding:0.6em'>"
+            f"<b>This run was stopped early:</b> {escape(stopped)}.</p>")
 
 
 def _run_section(data: ReportData) -> str:

@@ -1,11 +1,14 @@
-"""Results of a scoring run: aggregation, output schemas, journal and final Parquet files, lock.
+"""Results of a scoring run: the nightly file-row state, derived views and studies, Parquet files, lock.
 
 schema.py       the explicit Arrow schemas of scores.parquet and views.parquet, column names
 aggregate.py    view probs -> breast and study scores, recall (Arrow compute, no row loops)
-fingerprint.py  a stat-only fingerprint of a study's files (skip unchanged studies on a rerun)
+state.py        one row per file: reconciliation of tonight's catalog with the stored rows
+night.py        plan a night (files to score, the bundle rule) and close it (new state, outputs)
+derive.py       file rows -> views.parquet and scores.parquet (duplicates, each bundle's rules)
+tables.py       scored studies -> file rows; Rules
 lock.py         one writer per output: flock on `<out>.lock`
 files.py        atomic Parquet writes, reads checked against the schemas
-store.py        ResultStore: journal parts while running, final files at the end, resume
+store.py        ResultStore: the state file, journal parts while running, outputs at the end, resume
 """
 
 from mammo_batch.engine.results.aggregate import (
@@ -16,10 +19,9 @@ from mammo_batch.engine.results.aggregate import (
     recall,
 )
 from mammo_batch.engine.results.files import ResultsFileError, read_run_metadata, read_scores, read_views
-from mammo_batch.engine.results.fingerprint import study_fingerprint
 from mammo_batch.engine.results.lock import OutputLock, OutputLocked
 from mammo_batch.engine.results.schema import SCORES_SCHEMA, views_schema
-from mammo_batch.engine.results.store import PreviousStudy, ResultStore
+from mammo_batch.engine.results.store import ResultStore
 
 __all__ = [
     "BREAST_AGGS",
@@ -27,7 +29,6 @@ __all__ = [
     "STUDY_AGGS",
     "OutputLock",
     "OutputLocked",
-    "PreviousStudy",
     "ResultStore",
     "ResultsFileError",
     "aggregate_studies",
@@ -36,6 +37,5 @@ __all__ = [
     "read_scores",
     "read_views",
     "recall",
-    "study_fingerprint",
     "views_schema",
 ]

@@ -24,5 +24,4 @@ class ViewResult:
 @dataclass
 class StudyResult:
     study: Study
-    fingerprint: str
     views: dict[int, ViewResult]  # position in study.views -> result, for each scorable view

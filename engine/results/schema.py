@@ -34,6 +34,7 @@ SCORED_AT = "scored_at"
 FINGERPRINT = "fingerprint"
 CONFIG = "config"  # what decides a study's views and probabilities besides the bundle (rerun rules)
 LAST_SEEN = "last_seen"  # when a run last found the study's files
+THRESHOLD = "threshold"  # the threshold `recall` was decided with (the row's own bundle's)
 
 # views.parquet
 PATH = "path"
@@ -76,10 +77,11 @@ SCORES_SCHEMA = pa.schema(
         pa.field(FINGERPRINT, pa.string()),
         pa.field(CONFIG, pa.string()),
         pa.field(LAST_SEEN, pa.timestamp("ms", tz="UTC")),
+        pa.field(THRESHOLD, pa.float64()),
     ]
 )
 # Columns added after the first release: files written before them read these as nulls.
-ADDED_COLUMNS = frozenset({CONFIG, LAST_SEEN, MANUFACTURER, PREPARE_S})
+ADDED_COLUMNS = frozenset({CONFIG, LAST_SEEN, MANUFACTURER, PREPARE_S, THRESHOLD, BUNDLE_ID})
 
 # views.parquet columns before the per-member probabilities.
 VIEWS_FIXED_FIELDS = (
@@ -96,12 +98,18 @@ VIEWS_FIXED_FIELDS = (
     pa.field(REASON, pa.string()),
     pa.field(DETAIL, pa.string()),
     pa.field(PREPARE_S, pa.float32()),
+    pa.field(BUNDLE_ID, pa.string()),  # the bundle whose members made this row's probabilities
 )
 
 
 def member_prob_column(member_name: str) -> str:
     """The views.parquet column holding one ensemble member's probability."""
     return MEMBER_PROB_PREFIX + member_name
+
+
+def member_columns(schema: pa.Schema) -> list[str]:
+    """The `prob_<member>` columns of a views or files schema, in order."""
+    return [name for name in schema.names if name.startswith(MEMBER_PROB_PREFIX)]
 
 
 def views_schema(member_names: Sequence[str]) -> pa.Schema:

@@ -16,7 +16,6 @@ from mammo_batch.engine.studies import Study
 @dataclass
 class _Open:
     study: Study
-    fingerprint: str
     view_ids: dict[int, int]  # view id -> position in study.views
     outstanding: int
 
@@ -31,7 +30,7 @@ class StudyCollector:
         self._next_study = 0
         self._done: list[StudyResult] = []
 
-    def open_study(self, study: Study, fingerprint: str) -> list[tuple[int, ViewRecord]]:
+    def open_study(self, study: Study) -> list[tuple[int, ViewRecord]]:
         """Register a study; returns (view id, record) for each scorable view to prepare."""
         study_id, self._next_study = self._next_study, self._next_study + 1
         ids: dict[int, int] = {}
@@ -42,7 +41,7 @@ class StudyCollector:
             self._views[view_id] = ViewResult(record)
             self._owner[view_id] = study_id
             ids[view_id] = position
-        self._open[study_id] = _Open(study, fingerprint, ids, outstanding=len(ids))
+        self._open[study_id] = _Open(study, ids, outstanding=len(ids))
         if not ids:
             self._close(study_id)
         return [(view_id, self._views[view_id].record) for view_id in ids]
@@ -80,4 +79,4 @@ class StudyCollector:
         views = {position: self._views.pop(view_id) for view_id, position in entry.view_ids.items()}
         for view_id in entry.view_ids:
             del self._owner[view_id]
-        self._done.append(StudyResult(entry.study, entry.fingerprint, views))
+        self._done.append(StudyResult(entry.study, views))

@@ -189,7 +189,8 @@ class GpuPreparer:
         started = time.perf_counter()
         small, scale = small_copy(image)
         lo, hi = int(image.min()), int(image.max())
-        plan = plan_from_small(encoded.ds, small, scale, tuple(image.shape), lo, hi, self.settings)
+        plan = plan_from_small(encoded.ds, small, scale, tuple(image.shape), lo, hi, self.settings,
+                               mirrored_small=lambda: small_copy(image.flip(1)))
         self.stage_s["plan"] += time.perf_counter() - started
         started = time.perf_counter()
         display = display_crop(image, plan)

@@ -15,7 +15,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from mammo_batch.engine.dicom.record import ViewRecord
 from mammo_batch.engine.results.outcome import StudyResult
@@ -25,11 +24,6 @@ from mammo_batch.engine.schedule.preparer import PreparedView, Preparer
 from mammo_batch.engine.studies import Study
 
 Size = tuple[int, int]
-
-
-class StudyJob(Protocol):
-    study: Study
-    fingerprint: str
 
 
 @dataclass(frozen=True)
@@ -59,7 +53,7 @@ class Scheduler:
         self.batcher = SizeBatcher(options.batch_size)
         self.times = StageTimes()
 
-    def run(self, jobs: Iterable[StudyJob], sink: Callable[[list[StudyResult]], None],
+    def run(self, jobs: Iterable[Study], sink: Callable[[list[StudyResult]], None],
             should_stop: Callable[[], bool] = lambda: False) -> bool:
         """Score every job; completed studies go to `sink` as soon as all their views are back.
 
@@ -67,7 +61,7 @@ class Scheduler:
         studies in flight were finished and handed to the sink.
         """
         queue: deque[tuple[int, ViewRecord]] = deque()
-        jobs_left: Iterator[StudyJob] = iter(jobs)
+        jobs_left: Iterator[Study] = iter(jobs)
         stopped = False
         while True:
             stopped = stopped or should_stop()
@@ -86,14 +80,14 @@ class Scheduler:
             self._run_batches(self.batcher.drain(older_than=self.options.idle_flush_s))
             sink(self.collector.take_completed())
 
-    def _fill(self, jobs_left: Iterator[StudyJob], queue: deque) -> None:
+    def _fill(self, jobs_left: Iterator[Study], queue: deque) -> None:
         """Submit views up to the preparer's capacity, opening studies as needed."""
         while self.preparer.in_flight + self.batcher.waiting < self.preparer.capacity + self.options.batch_size:
             if not queue:
                 job = next(jobs_left, None)
                 if job is None:
                     return
-                queue.extend(self.collector.open_study(job.study, job.fingerprint))
+                queue.extend(self.collector.open_study(job))
                 continue
             view_id, record = queue.popleft()
             self.preparer.submit(view_id, record.path)

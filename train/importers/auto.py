@@ -19,7 +19,7 @@ PREFIXES = ("module.", "model.", "backbone.")
 
 
 def import_auto(path: Path, trust_pickle: bool = False) -> ImportedWeights:
-    checkpoint = read_checkpoint(path)
+    checkpoint = read_checkpoint(path, trust_pickle=trust_pickle)
     weights, source = _unwrap(checkpoint, path)
     tensors = {_strip_prefixes(k): v for k, v in weights.items() if isinstance(v, torch.Tensor)}
     if not tensors:

@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from mammo_batch.train.importers.data_globals import data_globals, to_plain
+
 
 class InitWeightsError(ValueError):
     """The checkpoint cannot be used (missing, truncated, unsafe, wrong format or arch)."""
@@ -28,26 +30,36 @@ class ImportedWeights:
     notes: list[str] = field(default_factory=list)  # what the importer chose and why
 
 
-def read_checkpoint(path: Path, allowed_globals: Iterable[Any] = ()) -> Any:
-    """torch.load(weights_only=True), optionally allowing a few more harmless globals.
+def read_checkpoint(path: Path, allowed_globals: Iterable[Any] = (), *, trust_pickle: bool = False) -> Any:
+    """torch.load(weights_only=True) with the plain-data allow-list (data_globals.py) and a few
+    more harmless globals a format needs; omegaconf configs come back as dicts and lists.
 
+    A file holding other objects is refused, naming the first one, unless `trust_pickle`:
+    then the restricted unpickler reads it with inert stand-ins (restricted_pickle.py).
     Errors name the file and say what is in it instead; nothing is ever unpickled unsafely.
     """
     if not path.is_file():
         raise InitWeightsError(f"{path}: no such checkpoint file")
     try:
-        with torch.serialization.safe_globals(list(allowed_globals)):
-            return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals([*data_globals(), *allowed_globals]):
+            return to_plain(torch.load(path, map_location="cpu", weights_only=True))
     except pickle.UnpicklingError as e:
-        # weights_only met something other than tensors and containers. Torch's own message
+        if trust_pickle:
+            from mammo_batch.train.importers.restricted_pickle import restricted_load  # imports this module
+
+            return to_plain(restricted_load(path))
+        # weights_only met something other than tensors and plain data. Torch's own message
         # suggests weights_only=False; we never do that: unpickling runs the file's code.
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        # "Unsupported global: GLOBAL x.y ..." or "unsupported GLOBAL x.y whose module x is blocked"
+        found = re.search(r"GLOBAL (\S+)", str(e))
         what = f"it contains a pickled {found.group(1)}" if found else unpickler_detail(e)
         raise InitWeightsError(
             f"{path}: refused by torch.load(weights_only=True) ({what}). It must be a plain state "
-            "dict (parameter name -> tensor, possibly under 'state_dict_ema', 'state_dict' or "
-            "'model'), not a pickled model or other objects: re-save it where it was made with "
-            "torch.save(model.state_dict(), path), or name its format (--init FORMAT:PATH)") from None
+            "dict or a checkpoint of plain data (tensors, containers, numbers, omegaconf configs, "
+            "numpy scalars, argparse.Namespace), not a pickled model or other objects: re-save it "
+            "where it was made with torch.save(model.state_dict(), path). If you trust the file, "
+            "--trust-pickle reads it with inert stand-ins for such classes (none of their code "
+            "runs; calls to functions stay refused)") from None
     except (RuntimeError, OSError, EOFError, ValueError) as e:
         raise InitWeightsError(f"{path}: cannot read as a torch checkpoint (truncated or not one?): "
                                f"{first_line(e)}") from None

@@ -92,7 +92,7 @@ def _rename(key: str, starts: list[int]) -> str | None:
 
 
 def import_mammo_clip(path: Path, trust_pickle: bool = False) -> ImportedWeights:
-    checkpoint = _read(path, trust_pickle)
+    checkpoint = read_checkpoint(path, trust_pickle=trust_pickle)
     model = require_mapping(checkpoint.get("model") if isinstance(checkpoint, Mapping) else None, path,
                             "a Mammo-CLIP checkpoint (a dict with 'model': the CLIP state dict)")
     encoder = tensors_under(model, "image_encoder.")
@@ -107,19 +107,6 @@ def import_mammo_clip(path: Path, trust_pickle: bool = False) -> ImportedWeights
     ignored = sorted(k for k in model if not k.startswith("image_encoder."))
     return ImportedWeights(weights, "model[image_encoder.*]", arch=f"tf_efficientnet_{variant}",
                            mapped=len(weights), ignored=ignored, notes=notes)
-
-
-def _read(path: Path, trust_pickle: bool) -> object:
-    """Plain weights_only first; the config may hold omegaconf objects, which only the
-    restricted unpickler (stand-ins, no foreign code) reads, and only when trusted."""
-    try:
-        return read_checkpoint(path)
-    except InitWeightsError as e:
-        if not trust_pickle or "refused by torch.load" not in str(e):
-            raise
-    from mammo_batch.train.importers.restricted_pickle import restricted_load
-
-    return restricted_load(path)
 
 
 def _config_variant(checkpoint: Mapping) -> str | None:

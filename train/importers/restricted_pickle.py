@@ -8,7 +8,8 @@ and asks the loader to create them. Here every class outside a short allow-list 
 inert stand-in that only records the attribute dict pickle hands it: no import, no
 __init__, no __setstate__ of the real class. Calling any non-allowed global (the
 `os.system` of a malicious REDUCE) is refused. Allowed: tensor/storage rebuild helpers,
-OrderedDict, set, torch.device/Size/dtypes, all of which build plain data.
+OrderedDict, set, torch.device/Size/dtypes, all of which build plain data, and the
+checkpoint data types of data_globals.py (defaultdict -> dict, numpy scalars, enum values).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from typing import Any
 import torch
 
 from mammo_batch.train.importers.common import InitWeightsError, first_line
+from mammo_batch.train.importers.data_globals import data_callables
+from mammo_batch.train.importers.stand_ins import Foreign, RefusedCall, stand_in
 
 
 def _device(*args: Any) -> str:
@@ -41,40 +44,7 @@ ALLOWED: dict[tuple[str, str], Any] = {
     **{("torch._utils", name): getattr(torch._utils, name) for name in (
         "_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_parameter", "_rebuild_parameter_with_state")},
 }
-
-
-class RefusedCall(pickle.UnpicklingError):
-    """The pickle asked to call something that is not on the allow-list."""
-
-
-class _Inert(type):
-    """Metaclass of stand-ins: creating one by a call (pickle's REDUCE) is refused."""
-
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        raise RefusedCall(f"the file calls {cls.__qualname__}(...); refused (no foreign code is run)")
-
-
-class Foreign(metaclass=_Inert):
-    """An object of a class we did not build: its pickled state, nothing else."""
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> Foreign:  # pickle's NEWOBJ: no __init__ runs
-        return object.__new__(cls)
-
-    def __setstate__(self, state: Any) -> None:
-        object.__setattr__(self, "state", state)
-
-    def __reduce__(self) -> Any:  # never re-pickle a stand-in
-        raise TypeError("stand-ins are not picklable")
-
-
-_stand_ins: dict[str, type] = {}
-
-
-def _stand_in(module: str, name: str) -> type:
-    qualified = f"{module}.{name}"
-    if qualified not in _stand_ins:
-        _stand_ins[qualified] = _Inert(name, (Foreign,), {"__qualname__": qualified, "__module__": module})
-    return _stand_ins[qualified]
+DATA = data_callables()
 
 
 class RestrictedUnpickler(pickle.Unpickler):
@@ -82,7 +52,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         # Python 2 names (protocol 2 pickles say __builtin__.set), as pickle's own find_class maps them
         module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
         module = _compat_pickle.IMPORT_MAPPING.get(module, module)
-        return ALLOWED.get((module, name)) or _stand_in(module, name)
+        return ALLOWED.get((module, name)) or DATA.get(f"{module}.{name}") or stand_in(module, name)
 
 
 def _load(file: Any, **kwargs: Any) -> Any:

@@ -3,12 +3,11 @@
 Verbatim timm training checkpoints {epoch, arch, state_dict, optimizer, version, args,
 amp_scaler, state_dict_ema, metric}; keys are already timm `convnext_small` keys (max-pool
 head, one output). The run selected its checkpoints on the EMA model, so `state_dict_ema` is
-used when present. `args` is an argparse.Namespace: allowed by name, nothing else is.
+used when present. `args` is an argparse.Namespace, on the plain-data allow-list (data_globals.py).
 """
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -20,7 +19,7 @@ CONVNEXT_KEYS = ("stem.0.weight", "stages.3.blocks.0.conv_dw.weight", "head.fc.w
 
 
 def import_rsna_convnext(path: Path, trust_pickle: bool = False) -> ImportedWeights:
-    checkpoint = read_checkpoint(path, allowed_globals=[argparse.Namespace])
+    checkpoint = read_checkpoint(path, trust_pickle=trust_pickle)
     if not isinstance(checkpoint, Mapping):
         raise InitWeightsError(f"{path}: expected a timm checkpoint dict, found {type(checkpoint).__name__}")
     for source in ("state_dict_ema", "state_dict"):

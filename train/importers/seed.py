@@ -1,8 +1,8 @@
 """The seed's own fold checkpoints (Kaggle_SPR `model_best.pth.tar`).
 
 {epoch, state_dict, best_auc (a numpy float64), optimizer, train/valid/test_result}; the
-numpy scalar is why plain weights_only refuses them, so exactly numpy's scalar and dtype
-are allowed by name, nothing else. `state_dict` is one of the seed's wrappers:
+numpy scalar is why plain weights_only refuses them; numpy's scalar and dtypes are on the
+plain-data allow-list (data_globals.py). `state_dict` is one of the seed's wrappers:
 - FineTuneMammoClip: `image_encoder.<lukemelas EfficientNet>` + `classifier.{1,4}` (its MLP
   head) -> our `tf_efficientnet_b2` / `_b5` (same head, same names);
 - FineTuneRSNA: `model.<timm convnext_small>` with a one-output `head.fc` -> `convnext_small`;
@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from mammo_batch.train.importers.common import (
@@ -32,15 +31,8 @@ from mammo_batch.train.importers.rsna_convnext import CONVNEXT_KEYS
 HEAD_KEYS = ("classifier.1.weight", "classifier.1.bias", "classifier.4.weight", "classifier.4.bias")
 
 
-def numpy_globals() -> list[Any]:
-    """numpy's scalar reconstructor and dtypes, under numpy 2's and numpy 1's module names."""
-    scalar = np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar
-    dtypes = [np.dtype, *(type(np.dtype(c)) for c in "?bBhHiIlLqQefdgFDG")]
-    return [scalar, (scalar, "numpy.core.multiarray.scalar"), *dtypes]
-
-
 def import_seed(path: Path, trust_pickle: bool = False) -> ImportedWeights:
-    checkpoint = read_checkpoint(path, allowed_globals=numpy_globals())
+    checkpoint = read_checkpoint(path, trust_pickle=trust_pickle)
     if not isinstance(checkpoint, Mapping):
         found = type(checkpoint).__name__
         raise InitWeightsError(f"{path}: expected the seed's checkpoint dict, found {found}")
