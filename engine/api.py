@@ -14,8 +14,10 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
+import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -130,6 +132,9 @@ def score(paths: str | os.PathLike | Iterable[str | os.PathLike], *, out: str | 
     Raises ScoreUsageError before any work when an option, a path or the bundle cannot work. Call it
     under `if __name__ == "__main__":` in a script: worker processes import the script again.
     """
+    if multiprocessing.parent_process() is not None and getattr(sys.modules.get("__main__"), "__name__", "") \
+            == "__mp_main__":  # a worker importing the caller's script, which calls score() unguarded
+        raise RuntimeError(SPAWN_GUARD)
     options, paths, out = _arguments(paths, out, models, options, option_values)
     _check_paths(paths, out, options.views_out, options.report_out)
     _check_options(options)
