@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from mammo_batch.engine.dicom.record import ViewRecord
-from mammo_batch.engine.results.rerun import Job
 from mammo_batch.engine.schedule.preparer import PreparedView, Preparer
 from mammo_batch.engine.schedule.run import Scheduler, SchedulerOptions
 from mammo_batch.engine.studies import Study
@@ -70,9 +69,8 @@ class FakePreparer:
         pass
 
 
-def jobs_of(studies: dict[str, list[int]]) -> list[Job]:
-    return [Job(Study(key, [ViewRecord(f"{key}/{v}", laterality="LR"[i % 2], view="CC")
-                            for i, v in enumerate(values)]), "fp")
+def jobs_of(studies: dict[str, list[int]]) -> list[Study]:
+    return [Study(key, [ViewRecord(f"{key}/{v}", laterality="LR"[i % 2], view="CC") for i, v in enumerate(values)])
             for key, values in studies.items()]
 
 
