@@ -74,9 +74,10 @@ def jobs_of(studies: dict[str, list[int]]) -> list[Study]:
             for key, values in studies.items()]
 
 
-def run(jobs, preparer: Preparer, events: list, batch_size: int, should_stop=lambda: False, done=None):
+def run(jobs, preparer: Preparer, events: list, batch_size: int, should_stop=lambda: False, done=None,
+        idle_flush_s: float = 0.01):
     scheduler = Scheduler({SIZE: [MeanRunner(events)]}, preparer,
-                          SchedulerOptions(batch_size=batch_size, idle_flush_s=0.01))
+                          SchedulerOptions(batch_size=batch_size, idle_flush_s=idle_flush_s))
     done = [] if done is None else done
     completed = scheduler.run(jobs, done.extend, should_stop=should_stop)
     return completed, {r.study.key: r for r in done}
@@ -89,12 +90,14 @@ def probabilities(result) -> list[float]:
 def test_batches_mix_studies_and_every_probability_returns_to_its_view():
     events: list = []
     studies = {f"s{i}": [10 * i + j for j in range(2)] for i in range(5)}
-    completed, done = run(jobs_of(studies), FakePreparer(capacity=4, events=events), events, batch_size=3)
+    # A long idle wait: every view is ready at once, so batches are cut by size only, never by time.
+    completed, done = run(jobs_of(studies), FakePreparer(capacity=4, events=events), events, batch_size=3,
+                          idle_flush_s=60.0)
     assert completed and set(done) == set(studies)
     for key, values in studies.items():
         assert probabilities(done[key]) == pytest.approx([v / 100 for v in values])
     sizes = [n for kind, n in events if kind == "batch"]
-    assert sizes[0] == 3 and sum(sizes) == 10  # a full batch holds views of two studies (2 + 1)
+    assert sizes == [3, 3, 3, 1]  # full batches hold views of two studies (2 + 1); the rest at the end
 
 
 def test_a_partial_batch_runs_after_the_idle_wait_without_waiting_for_slow_views():
