@@ -65,3 +65,15 @@ def test_preview_lists_every_file_it_did_not_render_with_its_reason(folder, tmp_
     for reason in ("truncated", "not_dicom", "duplicate", "too_large"):
         count = list({**expected, **synth_csvs}.values()).count(reason)
         assert f"{reason} {count}" in line
+
+
+def test_preview_into_a_folder_inside_its_input_never_reads_its_own_output(make_studies, tmp_path):
+    root = tmp_path / "studies"
+    shutil.copytree(make_studies(2, seed=6), root)
+    out = root / "preview"
+    for _ in range(2):  # the second run finds the first run's PNGs and index.csv under its input
+        result = cli("preview", str(root), "--out", str(out), "--size", "128x64", "--workers", "1")
+        assert result.returncode == 0, result.stderr
+    with (out / "index.csv").open() as handle:
+        listed = [row["path"] for row in csv.DictReader(handle)]
+    assert listed and not [p for p in listed if Path(p).is_relative_to(out)]

@@ -57,8 +57,9 @@ def preview(paths, out_dir: Path, size: str, window: str, no_crop: bool, dtype: 
     """
     height_width = parse_size(size)
     settings = PreprocessSettings(window=window, crop=not no_crop, dtype=dtype)
-    all_studies, orphans = group_studies(discover(paths, views=parse_views(view_filter), workers=workers),
-                                         study_key)
+    # exclude: an --out inside an input folder holds this command's own PNGs and index, never inputs
+    records = discover(paths, views=parse_views(view_filter), workers=workers, exclude=[out_dir])
+    all_studies, orphans = group_studies(records, study_key)
     skipped = [v for s in all_studies for v in s.views if not v.scorable] + orphans
     studies = [s for s in all_studies if s.scorable]
     out_dir.mkdir(parents=True, exist_ok=True)
