@@ -1,7 +1,8 @@
 """A temporary bundle of one random-weight member, to time the seed's real architectures.
 
 The weights are random, so the scores mean nothing; only the cost of the network matters.
-Exported with build/export.py exactly as `build` exports trained runs (ONNX + torch.export).
+Built by the one member builder (build/member.py) exactly as `build` builds trained runs, with
+the checks skipped (random weights: there is nothing to hold the artifacts to but themselves).
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from pathlib import Path
 
 import torch
 
-from mammo_batch.build.export import export_onnx, export_torch
-from mammo_batch.engine.bundle import bundle_document, member_document, write_bundle_json
+from mammo_batch.build.member import MemberSpec, build_member
+from mammo_batch.engine.bundle import Bundle, write_bundle
+from mammo_batch.engine.pixels import PreprocessSettings
 from mammo_batch.train.models import ProbabilityModel, create_model, list_archs
 
 # The timm names the seed's write-up uses -> our architecture names (train/models.py).
@@ -31,17 +33,12 @@ def arch_name(arch: str) -> str:
 def random_member_bundle(arch: str, size: tuple[int, int], directory: Path, seed: int = 0) -> Path:
     """Export `arch` with random weights at `size` (H, W) into a bundle at `directory`."""
     name = arch_name(arch)
-    height, width = size
     torch.manual_seed(seed)
     model = ProbabilityModel(create_model(name)).eval()
     directory.mkdir(parents=True, exist_ok=True)
-    files = {"onnx": f"{name}.onnx", "torch": f"{name}.pt2"}
-    export_onnx(model, directory / files["onnx"], height, width)
-    export_torch(model, directory / files["torch"], height, width)
-    member = member_document(directory, name=name, fold=0, arch=name, height=height, width=width,
-                             onnx=files["onnx"], torch=files["torch"])
-    write_bundle_json(directory, bundle_document(
-        name=f"bench-{name}", members=[member], threshold=0.5,
+    member = build_member(model, directory, MemberSpec(name, 0, name, size, PreprocessSettings()), views=None)
+    write_bundle(directory, Bundle(
+        name=f"bench-{name}", members=(member,), threshold=0.5,
         created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         description="random weights for timing only: NOT a model, its scores mean nothing",
         provenance={"written_by": "mammo-batch bench --arch", "random_seed": seed}))

@@ -30,7 +30,7 @@ from heavy_member import flops_per_view, heavy_member  # noqa: E402
 from onnx_members import write_test_bundle  # noqa: E402
 
 from mammo_batch import Ensemble, score  # noqa: E402
-from mammo_batch.engine.bundle import bundle_document, member_document, write_bundle_json  # noqa: E402
+from mammo_batch.engine.bundle import Bundle, new_member, write_bundle  # noqa: E402
 from mammo_batch.engine.dicom import discover  # noqa: E402
 from mammo_batch.engine.schedule.cpu_pool import CpuPoolPreparer  # noqa: E402
 from mammo_batch.engine.studies import group_studies  # noqa: E402
@@ -54,11 +54,11 @@ def heavy_bundle(directory: Path) -> tuple[Path, str]:
     except ImportError:
         (directory / "heavy.onnx").write_bytes(heavy_member().SerializeToString())
         kind = f"conv stack, {flops_per_view() / 1e9:.0f} GFLOP per view (no torch installed)"
-    member = member_document(directory, name="heavy", fold=0, arch="conv-stack", height=1536, width=768,
-                             onnx="heavy.onnx")
-    write_bundle_json(directory, bundle_document(
-        name="heavy-benchmark", created="2026-11-28T00:00:00Z", members=[member], threshold=0.5,
-        description="random-weight compute load for benchmarks, not a model", provenance={}))
+    member = new_member(directory, name="heavy", fold=0, arch="conv-stack", height=1536, width=768,
+                        onnx="heavy.onnx")
+    write_bundle(directory, Bundle(
+        name="heavy-benchmark", created="2026-11-28T00:00:00Z", members=(member,), threshold=0.5,
+        description="random-weight compute load for benchmarks, not a model"))
     return directory, kind
 
 

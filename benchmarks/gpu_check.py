@@ -103,8 +103,8 @@ class Check:
     def decode(self, files: dict) -> dict:
         import pydicom
 
-        from mammo_batch.engine.dicom.decoders.choose import make_decoder
         from mammo_batch.engine.dicom.decoders.codestream import encode_route
+        from mammo_batch.engine.dicom.decoders.registry import make_decoder
 
         decoder = make_decoder("nvimgcodec", self.device)
         out = {}
@@ -147,7 +147,7 @@ class Check:
 
     def fp16(self, root: Path) -> dict:
         from mammo_batch.engine.runtimes.onnx import OnnxCpuRuntime
-        from mammo_batch.engine.runtimes.torch_cuda import TorchCudaRuntime
+        from mammo_batch.engine.runtimes.torch_runner import load_torch_runner
 
         out = {}
         for arch, height, width in FP16_MEMBERS:
@@ -156,30 +156,29 @@ class Check:
             member, directory = member_artifacts(root / arch, arch, arch, height, width)
             images = np.random.default_rng(0).integers(0, 256, (2, height, width), dtype=np.uint8)
             reference = OnnxCpuRuntime().load(member, directory).predict(images)
-            ours = TorchCudaRuntime(self.device).load(member, directory).predict(images)
+            ours = load_torch_runner(member, directory, self.device, "fp16").predict(images)
             out[f"{arch}_{height}x{width}"] = float(np.abs(ours - reference).max())
         if max(out.values()) > 1e-2:
             raise AssertionError(f"FP16 vs FP32 over 1e-2: {out}")
         return {"max_prob_diff": out}
 
     def bundle(self, root: Path) -> dict:
-        from mammo_batch.engine.bundle import write_bundle_json
+        from mammo_batch.engine.bundle import Bundle, write_bundle
 
         members = []
         for name, arch, height, width in ENSEMBLE:
             if self.toy:
                 height, width = TOY["model"]
-            members.append(member_artifacts(root, name, arch, height, width, as_json=True))
-        write_bundle_json(root, {"format_version": 1, "name": "gpu-check", "created": "2026-01-01T00:00:00Z",
-                                 "description": "random weights, for speed only", "members": members,
-                                 "ensemble": "mean", "aggregation": {"breast": "mean", "study": "max"},
-                                 "threshold": 0.5, "provenance": {"written_by": "benchmarks/gpu_check.py"}})
-        return {"value": root, "members": [m["name"] for m in members]}
+            members.append(member_artifacts(root, name, arch, height, width)[0])
+        write_bundle(root, Bundle(name="gpu-check", created="2026-01-01T00:00:00Z", members=tuple(members),
+                                  description="random weights, for speed only", threshold=0.5,
+                                  provenance={"written_by": "benchmarks/gpu_check.py"}))
+        return {"value": root, "members": [m.name for m in members]}
 
     def stages(self, files: dict, bundle: Path) -> dict:
         from mammo_batch.engine.dicom.decode import read_dataset
-        from mammo_batch.engine.dicom.decoders.choose import make_decoder
         from mammo_batch.engine.dicom.decoders.codestream import encode_route
+        from mammo_batch.engine.dicom.decoders.registry import make_decoder
         from mammo_batch.engine.ensemble import Ensemble
         from mammo_batch.engine.schedule.gpu_preparer import GpuPreparer, _Read
 
@@ -202,7 +201,7 @@ class Check:
             model_s = 0.0
             for size, runners in ensemble.by_size.items():
                 batch = self.torch.stack([p.inputs[size] for p in prepared[:batch_size]] * 2)[:batch_size]
-                if not ensemble.runtime_reason.startswith(("tensorrt", "torch-cuda")):
+                if not ensemble.runtime.accepts_device_arrays:
                     batch = batch.cpu().numpy()  # a CPU runtime (the dry run) takes host arrays
                 for runner in runners:
                     runner.predict(batch)  # warm-up (cuDNN autotune)
@@ -236,13 +235,12 @@ class Check:
             self.torch.cuda.synchronize()
 
 
-def member_artifacts(root: Path, name: str, arch: str, height: int, width: int, as_json: bool = False):
-    """Random-weight member: ONNX FP32 + torch.export, as `build` exports them."""
+def member_artifacts(root: Path, name: str, arch: str, height: int, width: int):
+    """Random-weight member: ONNX FP32 + torch.export, as `build` exports them; (member, root)."""
     import torch
 
     from mammo_batch.build.export import export_onnx, export_torch
-    from mammo_batch.engine.bundle import Member, sha256_file
-    from mammo_batch.engine.bundle.model import Artifacts, MemberInput, Preprocess
+    from mammo_batch.engine.bundle import new_member
     from mammo_batch.train.models import ProbabilityModel, create_model
 
     torch.manual_seed(0)
@@ -250,15 +248,8 @@ def member_artifacts(root: Path, name: str, arch: str, height: int, width: int, 
     model = ProbabilityModel(create_model(arch, "uint8")).eval()
     export_onnx(model, root / f"{name}.onnx", height, width, "uint8")
     export_torch(model, root / f"{name}.pt2", height, width, "uint8")
-    if as_json:
-        files = [f"{name}.onnx", f"{name}.pt2"]
-        return {"name": name, "fold": 0, "arch": arch,
-                "input": {"height": height, "width": width, "channels": 1, "dtype": "uint8", "value_range": [0, 255]},
-                "preprocess": {"window": "dicom", "crop": True, "orientation": "chest_wall_left"},
-                "artifacts": {"onnx": files[0], "torch": files[1], "tensorrt": []},
-                "sha256": {f: sha256_file(root / f) for f in files}, "metrics": {}}
-    member = Member(name, 0, arch, MemberInput(height, width, 1, "uint8", (0, 255)),
-                    Preprocess("dicom", True, "chest_wall_left"), Artifacts(f"{name}.onnx", f"{name}.pt2"), sha256={})
+    member = new_member(root, name=name, fold=0, arch=arch, height=height, width=width, onnx=f"{name}.onnx",
+                        torch=f"{name}.pt2")
     return member, root
 
 

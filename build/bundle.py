@@ -1,9 +1,8 @@
-"""Trained runs -> a model bundle: export, parity, threshold, bundle.json."""
+"""Trained runs -> a model bundle: one member per run (member.py), the threshold, bundle.json, atomically."""
 
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import logging
 import sys
@@ -15,19 +14,14 @@ import numpy as np
 import torch
 
 from mammo_batch import __version__
-from mammo_batch.build.export import export_onnx, export_torch
-from mammo_batch.build.fp16 import check_fp16, export_fp16_onnx
-from mammo_batch.build.parity import check_bf16, check_parity, eager_probabilities
-from mammo_batch.engine.bundle import bundle_document, load_bundle, member_document, write_bundle_json
+from mammo_batch.build.member import GateViews, MemberSpec, build_member
+from mammo_batch.build.staging import staged_bundle
+from mammo_batch.engine.bundle import Bundle, Member, write_bundle
 from mammo_batch.engine.pixels import PreprocessSettings
-from mammo_batch.engine.prepare import prepare_file
-from mammo_batch.train.metrics import auc, study_scores, threshold_at
+from mammo_batch.train.metrics import auc, oof_warning, study_scores, threshold_at
 from mammo_batch.train.models import ProbabilityModel, create_model
 
 log = logging.getLogger("mammo_batch.build")
-
-PARITY_VIEWS = 8
-BF16_GATE_VIEWS = 128  # whole validation studies up to this many views (docs/scoring.md, "bf16 gate")
 
 
 class BuildError(Exception):
@@ -65,20 +59,19 @@ def read_run(path: Path) -> Run:
 
 def build_bundle(run_paths: list[Path], out: Path, threshold_rule: str = "specificity=0.9",
                  name: str = "mammo-batch-ensemble", description: str = "") -> Path:
+    """Build the runs into the bundle `out`, atomically: a failure leaves a previous bundle there as it was."""
     runs = [read_run(Path(p)) for p in run_paths]
     _check_compatible(runs)
-    out.mkdir(parents=True, exist_ok=True)
-    members = [_build_member(run, out) for run in runs]
-    threshold, oof = _threshold(runs, threshold_rule)
-    document = bundle_document(
-        name=name, members=members, threshold=threshold,
-        created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        description=description or f"{len(runs)} fold models built by mammo-batch {__version__}",
-        provenance={"code_version": __version__, "command": sys.argv, "runs": [str(r.path) for r in runs],
-                    "data_fingerprints": sorted({r.document["data_fingerprint"] for r in runs}),
-                    "threshold_rule": threshold_rule, "out_of_fold": oof})
-    write_bundle_json(out, document)
-    load_bundle(out)  # what score will do: checksums, consistency
+    threshold, oof = _threshold(runs, threshold_rule)  # before the slow exports: a bad rule fails at once
+    with staged_bundle(out) as stage:
+        members = tuple(_build_member(run, stage) for run in runs)
+        write_bundle(stage, Bundle(
+            name=name, members=members, threshold=threshold,
+            created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            description=description or f"{len(runs)} fold models built by mammo-batch {__version__}",
+            provenance={"code_version": __version__, "command": sys.argv, "runs": [str(r.path) for r in runs],
+                        "data_fingerprints": sorted({r.document["data_fingerprint"] for r in runs}),
+                        "threshold_rule": threshold_rule, "out_of_fold": oof}))  # loads it back: checksums
     return out
 
 
@@ -93,62 +86,22 @@ def _check_compatible(runs: list[Run]) -> None:
         raise BuildError(f"two runs would give the same member name: {names}")
 
 
-def _build_member(run: Run, out: Path) -> dict:
-    height, width = run.size
-    dtype = run.config["dtype"]
-    net = create_model(run.config["arch"], dtype)
+def _build_member(run: Run, directory: Path) -> Member:
+    net = create_model(run.config["arch"], run.config["dtype"])
     net.load_state_dict(torch.load(run.path / "best.pt", map_location="cpu", weights_only=True))
-    model = ProbabilityModel(net).eval()
-    onnx_file, torch_file, fp16_file = f"{run.name}.onnx", f"{run.name}.pt2", f"{run.name}.fp16.onnx"
-    started = datetime.now()
-    export_onnx(model, out / onnx_file, height, width, dtype)
-    export_torch(model, out / torch_file, height, width, dtype)
-    images = _validation_images(run)
-    report = check_parity(model, out / onnx_file, out / torch_file, images)  # raises ParityError
-    export_fp16_onnx(model, out / fp16_file, height, width, dtype)
-    fp16_diff = check_fp16(model, out / fp16_file, images, name=run.name)  # raises Fp16ParityError
-    log.info("%s: exported in %.1f s; %s", run.name, (datetime.now() - started).total_seconds(),
-             report.summary())
-    gate = _bf16_gate(run, model, out / torch_file)
     metrics = {"val_study_auc": run.summary["val_study_auc"], "best_epoch": run.summary["best_epoch"],
-               "val_views": run.summary["val_views"], "parity_onnx_max_diff": float(report.onnx_max_diff),
-               "parity_torch_max_diff": float(report.torch_max_diff), "fp16_onnx_max_diff": fp16_diff}
-    return member_document(out, name=run.name, fold=run.config["fold"], arch=run.config["arch"], height=height,
-                           width=width, onnx=onnx_file, torch=torch_file, onnx_fp16=fp16_file, dtype=dtype,
-                           window=run.config["window"], crop=run.config["crop"], metrics=metrics,
-                           bf16_gate=dataclasses.asdict(gate))
+               "val_views": run.summary["val_views"]}
+    spec = MemberSpec(run.name, run.config["fold"], run.config["arch"], run.size, run.settings, metrics)
+    return build_member(ProbabilityModel(net).eval(), directory, spec, _gate_views(run))
 
 
-def _bf16_gate(run: Run, model: ProbabilityModel, torch_file: Path):
-    """bf16 vs fp32 on whole studies of the run's validation fold (real held-out views)."""
+def _gate_views(run: Run) -> GateViews:
+    """Whole studies of the run's validation fold (real held-out views, with their labels)."""
     with (run.path / "oof.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    studies: dict[str, list[dict]] = {}
-    for row in rows:
-        studies.setdefault(row["study_key"], []).append(row)
-    chosen: list[dict] = []
-    for views in studies.values():  # whole studies, so that study-level AUC means what score computes
-        if chosen and len(chosen) + len(views) > BF16_GATE_VIEWS:
-            break
-        chosen += views
-    images = np.stack([prepare_file(r["path"], [run.size], run.settings).inputs[run.size] for r in chosen])
-    fp32 = np.concatenate([eager_probabilities(model, images[i:i + 4]) for i in range(0, len(images), 4)])
-    gate = check_bf16(torch_file, images, fp32, [r["study_key"] for r in chosen],
-                      [r["laterality"] for r in chosen], {r["study_key"]: int(r["target"]) for r in chosen})
-    log.info("%s: bf16 gate %s: max |prob diff| %.2e, study AUC change %s on %d views of %d studies",
-             run.name, "passed" if gate.passed else "NOT passed", gate.max_prob_diff,
-             "n/a" if gate.study_auc_change is None else f"{gate.study_auc_change:+.4f}",
-             gate.views, gate.studies)
-    return gate
-
-
-def _validation_images(run: Run) -> np.ndarray:
-    """Real preprocessed views of the run's validation fold, through the engine's pixel path."""
-    with (run.path / "oof.csv").open() as handle:
-        paths = [row["path"] for row in csv.DictReader(handle)][:PARITY_VIEWS]
-    if not paths:
+    if not rows:
         raise BuildError(f"{run.path}/oof.csv lists no validation views to check parity on")
-    return np.stack([prepare_file(p, [run.size], run.settings).inputs[run.size] for p in paths])
+    return GateViews.of_rows(rows)
 
 
 def _threshold(runs: list[Run], rule: str) -> tuple[float, dict]:
@@ -171,5 +124,9 @@ def _threshold(runs: list[Run], rule: str) -> tuple[float, dict]:
            "sensitivity": float(recalled[y_arr == 1].mean()) if (y_arr == 1).any() else None,
            "specificity": float((~recalled)[y_arr == 0].mean()) if (y_arr == 0).any() else None,
            "recall_rate": float(recalled.mean())}
+    warning = oof_warning(s, threshold)
+    if warning:
+        log.warning("%s", warning)
+        oof["warning"] = warning
     return threshold, oof
 

@@ -21,6 +21,7 @@ def build_engines_command(bundle: Path, batch_sizes: str, workspace_gb: float, v
     """Compile TensorRT engines for THIS GPU from the bundle's FP16 ONNX, check them against ONNX
     Runtime on real views and record them in bundle.json."""
     from mammo_batch.build.engines import EngineBuildError, build_engines
+    from mammo_batch.build.staging import StagingError
 
     try:
         sizes = tuple(int(b) for b in batch_sizes.split(","))
@@ -30,7 +31,7 @@ def build_engines_command(bundle: Path, batch_sizes: str, workspace_gb: float, v
         raise click.BadParameter(f"expected positive integers separated by commas, got {batch_sizes!r}") from None
     try:
         entries = build_engines(bundle, sizes, workspace_gb, list(views) or None)
-    except (EngineBuildError, RuntimeUnavailableError, BundleError) as exc:
+    except (EngineBuildError, RuntimeUnavailableError, BundleError, StagingError) as exc:
         click.echo(f"Error: {exc}", err=True)
         raise SystemExit(2) from None
     for entry in entries:

@@ -4,10 +4,11 @@
 
 Each checkpoint is read by the `seed` importer (train/importers/seed.py), which also says its
 architecture; its input size is the seed's for that architecture unless given (PATH@HxW):
-ConvNeXt-S 2048x1024, EfficientNet-B2/B5 1536x768. Each member is exported (ONNX + torch.export),
-checked against the eager model on views prepared by the seed's own preprocessing (the
-`seed` profile), and recorded with the seed's aggregation (mean over models, mean per breast,
-max per study). Provenance names every source file and its sha256. No weights are shipped.
+ConvNeXt-S 2048x1024, EfficientNet-B2/B5 1536x768. Each member is built by the one member
+builder (member.py: ONNX, torch.export, FP16 ONNX, parity, the FP16 and bf16 gates) on views
+prepared by the seed's own preprocessing (the `seed` profile), and recorded with the seed's
+aggregation (mean over models, mean per breast, max per study). Provenance names every source
+file and its sha256. No weights are shipped. The bundle is written atomically (staging.py).
 """
 
 from __future__ import annotations
@@ -21,17 +22,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import click
-import numpy as np
 
 from mammo_batch import __version__
-from mammo_batch.build.export import export_onnx, export_torch
-from mammo_batch.build.parity import ParityError, check_parity
-from mammo_batch.engine.bundle import bundle_document, load_bundle, member_document, sha256_file, write_bundle_json
+from mammo_batch.build.member import BF16_GATE_VIEWS, GateViews, MemberSpec, ViewError, build_member
+from mammo_batch.build.parity import ParityError
+from mammo_batch.build.staging import StagingError, staged_bundle
+from mammo_batch.engine.bundle import Bundle, BundleError, Member, sha256_file, write_bundle
 from mammo_batch.engine.cli.options import parse_size
+from mammo_batch.engine.dicom.header import read_view
 from mammo_batch.engine.pixels import PreprocessSettings
-from mammo_batch.engine.prepare import prepare_file
 from mammo_batch.train.importers.seed import import_seed as import_seed_weights
 from mammo_batch.train.init_weights import InitWeightsError, load_init
+from mammo_batch.train.labels import read_labels
 from mammo_batch.train.models import ProbabilityModel, create_model
 
 log = logging.getLogger("mammo_batch.build")
@@ -39,7 +41,6 @@ log = logging.getLogger("mammo_batch.build")
 # The seed's input size per architecture (its README's fold runs).
 SEED_SIZES = {"convnext_small": (2048, 1024), "tf_efficientnet_b5": (1536, 768),
               "tf_efficientnet_b2": (1536, 768)}
-PARITY_VIEWS = 8
 
 
 @dataclass(frozen=True)
@@ -58,61 +59,58 @@ class SeedFold:
 
 def import_seed(folds: list[SeedFold], out: Path, threshold: float = 0.5, name: str = "seed-ensemble",
                 parity_views: Path | None = None) -> Path:
-    """Export every fold into the bundle directory `out`; returns it (validated by load_bundle)."""
+    """Export every fold into the bundle directory `out`, atomically; returns it."""
     if not folds:
         raise click.UsageError("no checkpoints given")
-    out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        views = _parity_files(parity_views, Path(tmp))
-        members = [_member(fold, index, out, views) for index, fold in enumerate(folds)]
-    document = bundle_document(
-        name=name, members=members, threshold=threshold,
-        created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        description=f"{len(members)} fold checkpoints of the seed (Kaggle_SPR), imported by "
-                    f"mammo-batch {__version__}; scored with the seed's preprocessing",
-        provenance={"code_version": __version__, "command": sys.argv, "importer": "seed",
-                    "sources": [{"file": str(f.path.resolve()), "sha256": sha256_file(f.path)} for f in folds],
-                    "parity_views": str(parity_views) if parity_views else "synthetic",
-                    "threshold_rule": "given"})
-    write_bundle_json(out, document)
-    load_bundle(out)  # what score will do: checksums, consistency
+    with tempfile.TemporaryDirectory() as tmp, staged_bundle(out) as stage:
+        views = gate_views(parity_views, Path(tmp))
+        members = tuple(_member(fold, index, stage, views) for index, fold in enumerate(folds))
+        write_bundle(stage, Bundle(
+            name=name, members=members, threshold=threshold,
+            created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            description=f"{len(members)} fold checkpoints of the seed (Kaggle_SPR), imported by "
+                        f"mammo-batch {__version__}; scored with the seed's preprocessing",
+            provenance={"code_version": __version__, "command": sys.argv, "importer": "seed",
+                        "sources": [{"file": str(f.path.resolve()), "sha256": sha256_file(f.path)} for f in folds],
+                        "parity_views": str(parity_views) if parity_views else "synthetic",
+                        "threshold_rule": "given"}))  # loads it back: what score will do
     return out
 
 
-def _member(fold: SeedFold, index: int, out: Path, views: list[Path]) -> dict:
+def _member(fold: SeedFold, index: int, directory: Path, views: GateViews) -> Member:
     arch = import_seed_weights(fold.path).arch  # the file says its architecture
-    height, width = fold.size or SEED_SIZES[arch]
     net = create_model(arch, "uint8")
     report = load_init(net, fold.path, "seed", arch=arch)
     if report.missing:
         raise InitWeightsError(f"{fold.path}: no weights for {', '.join(report.missing[:5])}")
-    model = ProbabilityModel(net).eval()
+    log.info("%s: %s", fold.path.name, report.summary())
     number = re.search(r"fold_?(\d+)", str(fold.path))
-    member_name = f"fold{number.group(1) if number else index}_{arch}_{index}"
-    onnx_file, torch_file = f"{member_name}.onnx", f"{member_name}.pt2"
-    export_onnx(model, out / onnx_file, height, width, "uint8")
-    export_torch(model, out / torch_file, height, width, "uint8")
-    images = np.stack([prepare_file(v, [(height, width)], PreprocessSettings(profile="seed")).inputs[(height, width)]
-                       for v in views])
-    parity = check_parity(model, out / onnx_file, out / torch_file, images)  # raises ParityError
-    log.info("%s: %s; %s", member_name, report.summary(), parity.summary())
-    return member_document(out, name=member_name, fold=int(number.group(1)) if number else index, arch=arch,
-                           height=height, width=width, onnx=onnx_file, torch=torch_file, window="minmax",
-                           profile="seed", metrics={"parity_onnx_max_diff": float(parity.onnx_max_diff),
-                                                    "parity_torch_max_diff": float(parity.torch_max_diff)})
+    spec = MemberSpec(name=f"fold{number.group(1) if number else index}_{arch}_{index}",
+                      fold=int(number.group(1)) if number else index, arch=arch,
+                      size=fold.size or SEED_SIZES[arch], settings=PreprocessSettings(profile="seed", window="minmax"))
+    return build_member(ProbabilityModel(net).eval(), directory, spec, views)
 
 
-def _parity_files(folder: Path | None, tmp: Path) -> list[Path]:
-    """Views to check parity on: the user's DICOM files, else synthetic studies."""
+def gate_views(folder: Path | None, tmp: Path) -> GateViews:
+    """Views to check the exports on: the user's DICOM files, else synthetic studies. Labels, for
+    the bf16 gate's study AUC, come from a labels.csv (the seed's train.csv format) in the folder."""
     if folder is None:
         from mammo_batch.synth import write_studies
 
         folder = tmp / "synthetic"
         write_studies(folder, 2, seed=0, size=(512, 416), positive_rate=0.5)
-    files = sorted(p for p in folder.rglob("*.dcm") if p.is_file())[:PARITY_VIEWS]
+    files = sorted(p for p in folder.rglob("*.dcm") if p.is_file())
     if not files:
         raise click.UsageError(f"{folder}: no .dcm files to check parity on")
-    return files
+    labels = read_labels(folder / "labels.csv") if (folder / "labels.csv").is_file() else {}
+    rows = []
+    for path in files[:BF16_GATE_VIEWS]:
+        record = read_view(path)
+        label = labels.get(record.accession_number)
+        rows.append({"path": path, "study_key": record.accession_number or record.study_instance_uid or str(path),
+                     "laterality": record.laterality,
+                     "target": None if label is None else label.target})
+    return GateViews.of_rows(rows)
 
 
 @click.command("import-seed")
@@ -131,7 +129,7 @@ def import_seed_command(checkpoints: tuple[str, ...], out: Path, threshold: floa
     logging.getLogger("mammo_batch").setLevel(logging.INFO)
     try:
         path = import_seed([SeedFold.parse(c) for c in checkpoints], out, threshold, name, parity_views)
-    except (InitWeightsError, ParityError) as exc:
+    except (InitWeightsError, ParityError, StagingError, BundleError, ViewError) as exc:
         click.echo(f"Error: {exc}", err=True)
         raise SystemExit(2) from None
     click.echo(f"wrote bundle {path} ({len(checkpoints)} members, seed profile)")

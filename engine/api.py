@@ -35,8 +35,7 @@ from mammo_batch import __version__
 from mammo_batch.engine.bundle import BundleError
 from mammo_batch.engine.dicom import discover
 from mammo_batch.engine.dicom.catalog import HeaderCatalog
-from mammo_batch.engine.dicom.decoders import DECODERS, DecoderUnavailableError
-from mammo_batch.engine.dicom.decoders.choose import choose_decoder
+from mammo_batch.engine.dicom.decoders import DECODERS, DecoderUnavailableError, choose_decoder
 from mammo_batch.engine.dicom.vocabulary import MODIFIER_SUFFIX_BY_CODE, VIEW_BY_CODE
 from mammo_batch.engine.ensemble import Ensemble
 from mammo_batch.engine.results.aggregate import BREAST_AGGS, STUDY_AGGS
@@ -71,6 +70,7 @@ class ScoreOptions:
 
     views_out: Path | None = None  # also export views.parquet (one row per file seen)
     report_out: Path | None = None  # also write the nightly report (one HTML page)
+    sr_out: Path | None = None  # also write a DICOM SR per changed scored study into this folder (docs/pacs.md)
     runtime: str = "auto"  # auto | onnx | torch ... (ignored when `models` is a loaded Ensemble)
     threads: int | None = None  # inference threads of a CPU runtime (default: one per core)
     workers: int = 0  # decode processes (0 = one per core)
@@ -137,6 +137,7 @@ def score(paths: str | os.PathLike | Iterable[str | os.PathLike], *, out: str | 
         raise RuntimeError(SPAWN_GUARD)
     options, paths, out = _arguments(paths, out, models, options, option_values)
     _check_paths(paths, out, options.views_out, options.report_out)
+    _check_sr_out(options.sr_out)
     _check_options(options)
     lock = OutputLock(out)
     try:
@@ -206,6 +207,10 @@ def _run(paths: list[Path], out: Path, ensemble: Ensemble, rules: Rules, options
         from mammo_batch.engine.report import write_report  # plots need the report extra: loaded on demand
 
         write_report(out, options.report_out, views_path=store.views_store)
+    if options.sr_out is not None:
+        from mammo_batch.engine.pacs.sr import write_srs  # highdicom: the pacs extra, loaded on demand
+
+        write_srs(out, store.views_store, options.sr_out, workers=options.workers)
     return summary
 
 
@@ -295,8 +300,8 @@ def _schedule(jobs: Iterable, ensemble: Ensemble, options: ScoreOptions, sink: C
         return times
     try:
         preparer, decoder_reason = make_preparer(options.decoder, ensemble.sizes, ensemble.settings,
-                                                 ensemble.runtime_reason, options.workers, options.batch_size,
-                                                 options.time_limit_s)
+                                                 ensemble.runtime.accepts_device_arrays, options.workers,
+                                                 options.batch_size, options.time_limit_s)
     except DecoderUnavailableError as exc:
         raise ScoreUsageError(str(exc)) from None
     log.info("decoder: %s", decoder_reason)
@@ -361,6 +366,22 @@ def _check_paths(paths: list[Path], out: Path, views_out: Path | None, report_ou
                                                          state_path(out).resolve()):
         raise ScoreUsageError(f"--views {views_out} would overwrite the scores output or its store; "
                               "choose another file")
+
+
+def _check_sr_out(sr_out: Path | None) -> None:
+    if sr_out is None:
+        return
+    from mammo_batch.engine.pacs.extra import PacsExtraMissing, require_pacs_extra
+
+    try:
+        require_pacs_extra("--sr-out")
+    except PacsExtraMissing as exc:
+        raise ScoreUsageError(str(exc)) from None
+    if sr_out.exists() and not sr_out.is_dir():
+        raise ScoreUsageError(f"--sr-out {sr_out} is a file; give a folder for the SR files")
+    parent = (sr_out if sr_out.is_dir() else sr_out.resolve().parent)
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise ScoreUsageError(f"--sr-out {sr_out}: {parent} is not a writable folder")
 
 
 def _check_options(options: ScoreOptions) -> None:

@@ -61,7 +61,7 @@ class Oracle:
     def run(self, night: Night, disk: dict[str, Meta], previous_scores: dict[str, dict]) -> None:
         """Apply one complete night. `disk`: every file on disk (real path -> Meta);
         `previous_scores`: the engine's scores rows before tonight (for rows kept with no file left)."""
-        before = dict(self.rows)
+        earlier = dict(self.rows)
         found = {p: m for p, m in disk.items() if any(_under(p, r) for r in night.roots)}
         planned = set()
         for path in [p for p in self.rows if p not in found and any(_under(p, r) for r in night.roots)]:
@@ -80,7 +80,7 @@ class Oracle:
         keys = self._keys()
         planned |= self._bundle_rule(night, found, keys)
         if night.max_studies is not None:
-            self._stop_after(night.max_studies, planned, before, self._keys())
+            self._stop_after(night.max_studies, planned, earlier, self._keys())
         keys = self._keys()
         breast, study, threshold = self.defaults[night.bundle]
         self.rules[night.bundle] = (night.breast_agg or breast, study,

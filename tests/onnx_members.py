@@ -14,12 +14,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from mammo_batch.engine.bundle import bundle_document, member_document, write_bundle_json
+from mammo_batch.engine.bundle import Bundle, Member, bundle_document, new_member, write_bundle_json
 
 OPSET = 17
 IR_VERSION = 8  # the IR of opset 17: readable by older ONNX Runtime releases too
 FULL_SCALE = {"uint8": 255.0, "uint16": 65535.0, "float32": 1.0}
-VALUE_RANGE = {"uint8": [0, 255], "uint16": [0, 65535], "float32": [0.0, 1.0]}
 ONNX_TYPES = {"uint8": TensorProto.UINT8, "uint16": TensorProto.UINT16, "float32": TensorProto.FLOAT}
 Region = tuple[int, int, int, int]  # (top, bottom, left, right) in pixels
 
@@ -101,27 +100,26 @@ def write_test_bundle(
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    document = bundle_document(
+    bundle = Bundle(
         name=name, created="2026-01-01T00:00:00Z",  # fixed: the same members give the same bundle id
         description="test bundle of mean-intensity models, not a clinical model",
-        members=[_member_entry(directory, spec, i, window, crop) for i, spec in enumerate(members)],
+        members=tuple(_member(directory, spec, i, window, crop) for i, spec in enumerate(members)),
         threshold=threshold, provenance={"written_by": "tests/onnx_members.py"})
-    write_bundle_json(directory, document)
+    # The engine's serialiser, not write_bundle: that would validate, and some tests want a bundle
+    # with mismatched members on purpose (load_bundle must refuse it).
+    write_bundle_json(directory, bundle_document(bundle))
     return directory
 
 
-def _member_entry(directory: Path, spec: dict, index: int, window: str, crop: bool) -> dict:
+def _member(directory: Path, spec: dict, index: int, window: str, crop: bool) -> Member:
     dtype = spec.get("dtype", "uint8")
     model = mean_intensity_member(spec["name"], spec["height"], spec["width"], dtype,
                                   spec.get("weight", 8.0), spec.get("bias", -4.0), spec.get("region"))
     file = f"{spec['name']}.onnx"
     onnx.save_model(model, str(directory / file))
-    entry = member_document(directory, name=spec["name"], fold=spec.get("fold", index), arch="mean-intensity",
-                            height=spec["height"], width=spec["width"], onnx=file, window=window, crop=crop,
-                            metrics=spec.get("metrics", {}))
-    # Dtypes are written as given (member_document would refuse an unknown one): mismatches on purpose.
-    entry["input"].update(dtype=dtype, value_range=VALUE_RANGE[dtype])
-    return entry
+    return new_member(directory, name=spec["name"], fold=spec.get("fold", index), arch="mean-intensity",
+                      height=spec["height"], width=spec["width"], onnx=file, dtype=dtype, window=window, crop=crop,
+                      metrics=spec.get("metrics", {}))
 
 
 def _scalar(name: str, value: float) -> TensorProto:

@@ -302,6 +302,8 @@ def test_show_json(bundle_dir: Path) -> None:
     assert shown["members"][0]["sha256"] == written["members"][0]["sha256"]
     assert {k: shown[k] for k in ("name", "threshold", "aggregation")} == \
            {k: written[k] for k in ("name", "threshold", "aggregation")}
+    # one spelling of bundle.json: what loading and serialising again gives is what was written
+    assert {k: v for k, v in shown.items() if k not in ("id", "path")} == written
 
 
 def test_show_a_bad_bundle_exits_2(bundle_dir: Path) -> None:
@@ -391,3 +393,27 @@ def test_unknown_keys_are_named_in_a_warning(bundle_dir: Path, caplog) -> None:
     with caplog.at_level("WARNING", logger="mammo_batch.engine.bundle.load"):
         load_bundle(bundle_dir)
     assert "unknown key" not in caplog.text  # provenance and metrics are free-form: never flagged
+
+
+def test_the_dataclasses_round_trip_through_bundle_json(tmp_path: Path) -> None:
+    import dataclasses
+
+    from mammo_batch.engine.bundle import Bf16Gate, Bundle, Fp16Gate, TensorRTEngine, new_member, write_bundle
+
+    for name in ("m.onnx", "m.pt2", "m.fp16.onnx", "m.sm90.engine"):
+        (tmp_path / name).write_bytes(name.encode())
+    engine = TensorRTEngine("m.sm90.engine", "9.0", "11.4.0", "fp16", "NVIDIA H100", (1, 8, 16))
+    member = new_member(tmp_path, name="m", fold=2, arch="tiny", height=64, width=32, onnx="m.onnx",
+                        torch="m.pt2", onnx_fp16="m.fp16.onnx", dtype="uint16", window="minmax", crop=False,
+                        metrics={"val_study_auc": 0.75},
+                        fp16_gate=Fp16Gate(False, 8, 0.0102, 0.01, "max |prob diff| 0.0102 > tolerance 0.01"),
+                        bf16_gate=Bf16Gate(False, 0, 0, None, None, 0.02, 0.005, "skipped: no bf16 here"))
+    member = dataclasses.replace(member, artifacts=dataclasses.replace(member.artifacts, tensorrt=(engine,)))
+    member = dataclasses.replace(member, sha256={**member.sha256, engine.file: sha256_file(tmp_path / engine.file)})
+    written = Bundle(name="round-trip", created="2026-01-01T00:00:00Z", members=(member,), threshold=0.25,
+                     aggregation={"breast": "max", "study": "max-image"}, provenance={"k": [1, 2]})
+    loaded = write_bundle(tmp_path, written)
+    assert loaded.members == written.members and loaded.members[0].sha256 == member.sha256
+    assert loaded.members[0].metrics == member.metrics
+    assert dataclasses.replace(loaded, path=written.path, digest="") == written
+    assert loaded.aggregation == written.aggregation and loaded.provenance == written.provenance

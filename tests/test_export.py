@@ -19,8 +19,8 @@ onnx = pytest.importorskip("onnx")
 
 from mammo_batch.build.export import export_onnx, export_torch  # noqa: E402
 from mammo_batch.build.parity import ParityError, check_parity, eager_probabilities  # noqa: E402
-from mammo_batch.engine.bundle import bundle_document, load_bundle, member_document, write_bundle_json  # noqa: E402
-from mammo_batch.engine.runtimes import OnnxCpuRuntime, TorchExportRuntime  # noqa: E402
+from mammo_batch.engine.bundle import Bundle, load_bundle, new_member, write_bundle  # noqa: E402
+from mammo_batch.engine.runtimes import OnnxCpuRuntime, TorchRuntime  # noqa: E402
 from mammo_batch.train.models import ProbabilityModel, create_model  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -112,10 +112,10 @@ def write_member_bundle(directory: Path, exported: Exported) -> Path:
     files = {"onnx": "fold0.onnx", "torch": "fold0.pt2"}
     shutil.copy(exported.onnx, directory / files["onnx"])
     shutil.copy(exported.torch, directory / files["torch"])
-    member = member_document(directory, name="fold0", fold=0, arch="test", height=exported.height,
-                             width=exported.width, onnx=files["onnx"], torch=files["torch"], dtype=exported.dtype)
-    write_bundle_json(directory, bundle_document(
-        name="export-test", created="2026-01-01T00:00:00Z", members=[member], threshold=0.5,
+    member = new_member(directory, name="fold0", fold=0, arch="test", height=exported.height,
+                        width=exported.width, onnx=files["onnx"], torch=files["torch"], dtype=exported.dtype)
+    write_bundle(directory, Bundle(
+        name="export-test", created="2026-01-01T00:00:00Z", members=(member,), threshold=0.5,
         description="randomly initialised test model, not a clinical model",
         provenance={"written_by": "tests/test_export.py"}))
     return directory
@@ -125,7 +125,7 @@ def test_engine_runtimes_score_the_artifacts_like_eager(exported: Exported, tmp_
     bundle = load_bundle(write_member_bundle(tmp_path / "bundle", exported))
     images = random_images(3, exported.height, exported.width, seed=2)
     eager = eager_probabilities(exported.model, images)
-    for runtime in (OnnxCpuRuntime(threads=2), TorchExportRuntime("cpu")):
+    for runtime in (OnnxCpuRuntime(threads=2), TorchRuntime("cpu")):
         runner = runtime.load(bundle.members[0], bundle.path)
         probs = runner.predict(images)
         assert probs.shape == (3,) and probs.dtype == np.float32, runtime.name

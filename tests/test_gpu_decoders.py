@@ -12,7 +12,6 @@ import pydicom
 import pytest
 
 from mammo_batch.engine.dicom.decoders import choose_decoder
-from mammo_batch.engine.dicom.decoders.choose import make_decoder
 from mammo_batch.engine.dicom.decoders.codestream import (
     FALLBACK_COLOUR,
     FALLBACK_NATIVE,
@@ -20,6 +19,7 @@ from mammo_batch.engine.dicom.decoders.codestream import (
     FALLBACK_SIGNED,
     encode_route,
 )
+from mammo_batch.engine.dicom.decoders.registry import make_decoder
 from mammo_batch.engine.dicom.decoders.stretch import multiplier, undo_stretch
 from mammo_batch.synth.dicom_writer import make_view_dataset
 from mammo_batch.synth.phantom import phantom_view

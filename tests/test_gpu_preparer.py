@@ -4,16 +4,15 @@ fallbacks counted per reason, and a bad file failing only its view."""
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
+from preparers import run_preparer
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("nvidia.nvimgcodec")
 pytest.importorskip("imagecodecs")
 
-from mammo_batch.engine.dicom.decoders.choose import make_decoder  # noqa: E402
+from mammo_batch.engine.dicom.decoders.registry import make_decoder  # noqa: E402
 from mammo_batch.engine.pixels import PreprocessSettings  # noqa: E402
 from mammo_batch.engine.schedule.cpu_pool import CpuPoolPreparer  # noqa: E402
 from mammo_batch.engine.schedule.gpu_preparer import GpuPreparer  # noqa: E402
@@ -21,17 +20,6 @@ from mammo_batch.engine.schedule.preparer import Preparer  # noqa: E402
 from mammo_batch.synth import write_studies  # noqa: E402
 
 SIZES = [(256, 128), (192, 128)]
-
-
-def run(preparer, paths) -> dict:
-    for view_id, path in enumerate(paths):
-        preparer.submit(view_id, str(path))
-    results, deadline = {}, time.monotonic() + 120
-    while preparer.in_flight and time.monotonic() < deadline:
-        for prepared in preparer.collect(1.0):
-            results[prepared.view_id] = prepared
-    preparer.close()
-    return results
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +37,8 @@ def test_gpu_preparer_matches_the_cpu_pool(files):
     settings = PreprocessSettings()
     gpu = GpuPreparer(SIZES, settings, make_decoder("nvimgcodec", "cpu"), batch_size=4, read_threads=2)
     assert isinstance(gpu, Preparer)
-    ours = run(gpu, files)
-    reference = run(CpuPoolPreparer(SIZES, settings, workers=1), files)
+    ours = run_preparer(gpu, files)
+    reference = run_preparer(CpuPoolPreparer(SIZES, settings, workers=1), files)
     assert sorted(ours) == sorted(reference) == list(range(len(files)))
     assert ours[len(files) - 1].failed and reference[len(files) - 1].failed  # the truncated file
     for view_id, prepared in reference.items():

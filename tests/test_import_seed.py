@@ -78,6 +78,11 @@ def test_import_seed_then_score(tmp_path: Path, studies: Path, imported: Path) -
     assert bundle.settings.profile == "seed" and member.preprocess.orientation == "as_stored"
     assert bundle.aggregation == {"breast": "mean", "study": "max"} and bundle.threshold == 0.4
     assert member.metrics["parity_onnx_max_diff"] <= 1e-4
+    # like any other member: an FP16 copy with its gate's result, and a bf16 gate result (measured on
+    # the parity views with their labels.csv, or skipped with the reason on a CPU without bf16)
+    assert member.artifacts.onnx_fp16 and member.fp16_gate is not None and member.fp16_gate.views > 0
+    assert member.bf16_gate is not None
+    assert member.bf16_gate.views > 0 or member.bf16_gate.reason.startswith("skipped: ")
     source = bundle.provenance["sources"][0]
     assert source == {"file": str(fold.resolve()), "sha256": sha256_file(fold)}
 
@@ -106,6 +111,24 @@ def test_import_seed_exits_2_on_a_bad_checkpoint(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["import-seed", str(bad), "--out", str(tmp_path / "bundle")])
     assert result.exit_code == 2
     assert str(bad) in result.output and "none of the seed's wrappers" in result.output
+
+
+def test_a_failed_import_leaves_the_previous_bundle_byte_identical(tmp_path: Path, imported: Path,
+                                                                   studies: Path) -> None:
+    # The first fold is exported (at another size: other bytes) before the second one fails: nothing of
+    # it may reach the bundle folder, whose bundle.json would then name stale checksums.
+    out = tmp_path / "bundle"
+    shutil.copytree(imported, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    good = imported.parent / "Mammo-CLIP-b2" / "256_fold0" / "model_best.pth.tar"
+    bad = tmp_path / "model_best.pth.tar"
+    torch.save({"epoch": 1, "state_dict": {"backbone.weird.weight": torch.zeros(2)}}, bad)
+    result = CliRunner().invoke(cli, ["import-seed", f"{good}@96x48", str(bad), "--out", str(out),
+                                      "--parity-views", str(studies)])
+    assert result.exit_code == 2, result.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "model_best.pth.tar"]  # no debris
+    load_bundle(out)  # what score checks first: still valid, checksums included
 
 
 def test_bundle_json_profile_validation(tmp_path: Path, imported: Path) -> None:

@@ -20,7 +20,7 @@ from mammo_batch.engine.runtimes import (
     OnnxCpuRuntime,
     Runtime,
     RuntimeUnavailableError,
-    TorchExportRuntime,
+    TorchRuntime,
     select_runtime,
 )
 from mammo_batch.engine.runtimes.torch_cpu import cpu_flags, why_no_cpu_bf16
@@ -87,7 +87,7 @@ def test_runner_refuses_wrong_batches(tmp_path: Path) -> None:
         runner.predict(np.zeros((2, 4, 8), np.uint8))
     with pytest.raises(ValueError, match=r"shape \(B, 8, 4\), got \(2, 1, 8, 4\)"):
         runner.predict(np.zeros((2, 1, 8, 4), np.uint8))  # the runner adds the channel itself
-    with pytest.raises(TypeError, match="numpy array"):
+    with pytest.raises(TypeError, match="expected an array"):
         runner.predict([[0] * 4] * 8)
     assert runner.predict(np.zeros((0, 8, 4), np.uint8)).shape == (0,)
 
@@ -136,7 +136,7 @@ def test_threads(tmp_path: Path) -> None:
 def test_runtimes_satisfy_the_protocols(tmp_path: Path) -> None:
     bundle = load_bundle(write_test_bundle(tmp_path, [{"name": "m", "height": 8, "width": 4}]))
     runtime = OnnxCpuRuntime()
-    assert isinstance(runtime, Runtime) and isinstance(TorchExportRuntime(), Runtime)
+    assert isinstance(runtime, Runtime) and isinstance(TorchRuntime(), Runtime)
     assert isinstance(runtime.load(bundle.members[0], bundle.path), MemberRunner)
 
 
@@ -163,7 +163,8 @@ def bundle(tmp_path: Path):
 def test_auto_without_torch_artifacts_picks_onnxruntime(bundle) -> None:
     runtime, reason = select_runtime("auto", bundle, threads=2)
     assert isinstance(runtime, OnnxCpuRuntime) and runtime.threads == 2
-    assert reason == "onnxruntime-cpu (no torch artifact for a, b)"
+    assert reason == ("onnxruntime-cpu (not tensorrt: no TensorRT engines in the bundle (mammo-batch build-engines); "
+                      "not torch-cuda, torch-cpu-bf16: no torch artifact for a, b)")
 
 
 @pytest.mark.skipif(HAS_TORCH, reason="checks the machine without torch")
@@ -171,7 +172,7 @@ def test_auto_without_torch_picks_onnxruntime(bundle) -> None:
     with_torch_artifacts(bundle.path)
     runtime, reason = select_runtime("auto", load_bundle(bundle.path))
     assert runtime.name == "onnxruntime-cpu"
-    assert reason == "onnxruntime-cpu (torch not installed)"
+    assert reason.startswith("onnxruntime-cpu (") and "not torch-cuda: the torch runtime needs PyTorch" in reason
 
 
 def test_onnx_on_request(bundle) -> None:
@@ -193,7 +194,7 @@ def test_torch_on_request_without_torch_artifacts_fails_clearly(bundle) -> None:
 
 def test_torch_runtime_refuses_a_member_without_torch_artifact(bundle) -> None:
     with pytest.raises(RuntimeUnavailableError, match="member 'a' has no torch artifact"):
-        TorchExportRuntime().load(bundle.members[0], bundle.path)
+        TorchRuntime().load(bundle.members[0], bundle.path)
 
 
 def test_unknown_runtime(bundle) -> None:
@@ -275,7 +276,8 @@ def test_bundle_reads_and_checks_the_bf16_gate(bundle) -> None:
     assert gate.passed and gate.max_prob_diff == 0.004 and gate.study_auc_change == -0.001
     assert loaded.member("b").bf16_gate is None
     with_bf16_gates(bundle.path, {"b": {**PASSED_GATE, "study_auc_change": None}})
-    with pytest.raises(BundleError, match=r"members\[1\]\.bf16_gate: passed is true but study_auc_change"):
+    with pytest.raises(BundleError, match=r"members\[1\]\.bf16_gate: passed is true but max_prob_diff or "
+                                          r"study_auc_change is null"):
         load_bundle(bundle.path)
 
 
@@ -283,12 +285,13 @@ def test_bundle_reads_and_checks_the_bf16_gate(bundle) -> None:
 def test_auto_without_a_passed_bf16_gate_stays_on_onnxruntime(bundle) -> None:
     with_torch_artifacts(bundle.path)
     _, reason = select_runtime("auto", load_bundle(bundle.path))
-    assert reason == "onnxruntime-cpu (no CUDA device; not bf16: no bf16 gate in the bundle for a, b)"
+    assert reason.startswith("onnxruntime-cpu (") and "not torch-cuda: no CUDA device" in reason
+    assert "not torch-cpu-bf16: no bf16 gate in the bundle for a, b" in reason
     with_bf16_gates(bundle.path, {"a": PASSED_GATE, "b": {**PASSED_GATE, "passed": False,
                                                           "max_prob_diff": 0.05}})
     runtime, reason = select_runtime("auto", load_bundle(bundle.path))
     assert runtime.name == "onnxruntime-cpu"
-    assert reason == "onnxruntime-cpu (no CUDA device; not bf16: bf16 gate not passed by b)"
+    assert "not torch-cpu-bf16: bf16 gate not passed by b" in reason
 
 
 @pytest.mark.skipif(not HAS_TORCH, reason="needs torch")
@@ -297,9 +300,9 @@ def test_auto_picks_bf16_where_the_cpu_has_it_and_every_gate_passed(bundle) -> N
     runtime, reason = select_runtime("auto", load_bundle(bundle.path), threads=2)
     if CPU_HAS_BF16:
         assert runtime.name == "torch-cpu-bf16" and runtime.precision == "bf16" and runtime.threads == 2
-        assert reason.startswith("torch-cpu-bf16 (no CUDA device; CPU has bf16 instructions")
+        assert reason.startswith("torch-cpu-bf16 (") and "not torch-cuda: no CUDA device" in reason
     else:
-        assert reason.startswith("onnxruntime-cpu (no CUDA device; not bf16: CPU has no bf16")
+        assert reason.startswith("onnxruntime-cpu (") and "not torch-cpu-bf16: CPU has no bf16" in reason
 
 
 @pytest.mark.skipif(not HAS_TORCH, reason="needs torch")
@@ -314,11 +317,13 @@ def test_bf16_on_request(bundle) -> None:
     assert reason == "torch-cpu-bf16 (requested; no passed bf16 gate for a, b)"
 
 
-def test_bf16_is_cpu_only() -> None:
-    with pytest.raises(ValueError, match="CPU only"):
-        TorchExportRuntime("cuda", precision="bf16")
-    with pytest.raises(ValueError, match="precision must be one of fp32, bf16"):
-        TorchExportRuntime("cpu", precision="int8")
+def test_bf16_is_cpu_only_and_fp16_gpu_only() -> None:
+    with pytest.raises(ValueError, match="bf16 on the CPU only"):
+        TorchRuntime("cuda", "bf16")
+    with pytest.raises(ValueError, match="fp16 on the GPU only"):
+        TorchRuntime("cpu", "fp16")
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16, fp16"):
+        TorchRuntime("cpu", "int8")
 
 
 @pytest.fixture(scope="module")
@@ -338,14 +343,17 @@ def exported_tiny(tmp_path_factory):
     torch.set_num_threads(threads)
 
 
-@pytest.mark.skipif(not (HAS_TORCH and CPU_HAS_BF16), reason="needs torch and a CPU with bf16")
+@pytest.mark.skipif(not HAS_TORCH, reason="needs torch")
 def test_bf16_runner_is_close_to_fp32_and_really_bf16(exported_tiny) -> None:
+    # The runner's mechanics, which the torch-cpu-bf16 runtime and the build's bf16 gate share; on a
+    # CPU without bf16 instructions torch emulates them (same numbers, slower), so this runs anywhere.
     from mammo_batch.build.parity import eager_probabilities
+    from mammo_batch.engine.runtimes.torch_runner import load_torch_runner
 
     exported, bundle = exported_tiny
     images = random_images(np.random.default_rng(3), "uint8", (6, 64, 32))
     eager = eager_probabilities(exported.model, images)
-    runner = TorchExportRuntime("cpu", precision="bf16").load(bundle.members[0], bundle.path)
+    runner = load_torch_runner(bundle.members[0], bundle.path, "cpu", "bf16")
     probs = runner.predict(images)
     assert probs.dtype == np.float32 and probs.shape == (6,)
     diff = np.abs(probs - eager).max()
@@ -357,21 +365,30 @@ def test_bf16_runner_is_close_to_fp32_and_really_bf16(exported_tiny) -> None:
 
 @pytest.mark.skipif(not HAS_TORCH, reason="needs torch")
 def test_the_bf16_gate_measures_probabilities_and_study_auc(exported_tiny) -> None:
-    from mammo_batch.build.parity import BF16_MAX_PROB_DIFF, check_bf16, eager_probabilities
+    from mammo_batch.build.gates import BF16_MAX_PROB_DIFF, bf16_gate
+    from mammo_batch.build.parity import eager_probabilities
+    from mammo_batch.engine.runtimes.torch_runner import load_torch_runner
 
-    exported, _ = exported_tiny
+    exported, bundle = exported_tiny
+    runner = load_torch_runner(bundle.members[0], bundle.path, "cpu", "bf16")
     images = random_images(np.random.default_rng(4), "uint8", (12, 64, 32))
     fp32 = eager_probabilities(exported.model, images)
     keys = [f"s{i // 2}" for i in range(12)]  # 6 studies of a left and a right view
     sides = ["L", "R"] * 6
     targets = {f"s{i}": i % 2 for i in range(6)}
-    gate = check_bf16(exported.torch, images, fp32, keys, sides, targets)
+    gate = bf16_gate(runner, images, fp32, keys, sides, targets)
     assert gate.views == 12 and gate.studies == 6
     assert 0 < gate.max_prob_diff <= BF16_MAX_PROB_DIFF
     assert gate.study_auc_change is not None and abs(gate.study_auc_change) <= 0.005
     assert gate.passed
-    one_class = check_bf16(exported.torch, images, fp32, keys, sides, dict.fromkeys(targets, 0))
+    assert gate.reason == ""
+    one_class = bf16_gate(runner, images, fp32, keys, sides, dict.fromkeys(targets, 0))
     assert one_class.study_auc_change is None and not one_class.passed
+    assert one_class.reason == "no study AUC: the views lack labels of both classes"
+    nan = fp32.copy()
+    nan[3] = np.nan  # a NaN difference must fail the gate, never pass as "not greater than"
+    failed = bf16_gate(runner, images, nan, keys, sides, targets)
+    assert not failed.passed and failed.max_prob_diff is None and "NaN" in failed.reason
 
 
 @pytest.mark.skipif(not HAS_TORCH, reason="needs torch")

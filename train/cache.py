@@ -25,6 +25,7 @@ import numpy as np
 
 from mammo_batch import __version__
 from mammo_batch.engine.dicom.decode import DecodeError
+from mammo_batch.engine.dicom.quiet import safe_error
 from mammo_batch.engine.pixels import PreprocessSettings
 from mammo_batch.engine.prepare import prepare_file
 
@@ -138,7 +139,7 @@ def _warm_one(job: tuple[Path, PreprocessSettings, tuple[int, int], str]) -> str
     try:
         PreprocessCache(root, settings, size).get(path)
     except (DecodeError, ValueError, OSError) as exc:
-        return f"{type(exc).__name__}: {exc}"
+        return safe_error(exc, 300)
     return ""
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import click
 from mammo_batch.engine.cli.options import parse_size
 from mammo_batch.train.init_weights import InitWeightsError
 from mammo_batch.train.loop import TrainConfig, train_run
+from mammo_batch.train.metrics import constant_warning
 from mammo_batch.train.models import create_model, list_archs
 
 
@@ -76,6 +78,14 @@ def train(labels_csv: Path, images: Path, arch: str, size: str, fold: int, n_fol
         raise click.UsageError(str(exc)) from None
     click.echo(f"fold {fold}: best study AUC {summary['val_study_auc']:.3f} at epoch "
                f"{summary['best_epoch'] + 1}; run in {out}")
+    warning = constant_warning(_oof_probs(out / "oof.csv"))
+    if warning:
+        click.echo(f"Warning: {warning}", err=True)
+
+
+def _oof_probs(path: Path) -> list[float]:
+    with path.open() as handle:
+        return [float(row["prob"]) for row in csv.DictReader(handle)]
 
 
 def _check_init(spec: str, arch: str, trust_pickle: bool) -> None:

@@ -57,3 +57,24 @@ def threshold_at(targets: Sequence[int], scores: Sequence[float], rule: str = "s
                 return float(t)
         return float(candidates[0])
     raise ValueError(f"threshold rule must be specificity=S or sensitivity=S, got {rule!r}")
+
+
+def constant_warning(values: Sequence[float], what: str = "out-of-fold predictions") -> str | None:
+    """A warning when every value is the same (the model learnt nothing that ranks), else None."""
+    array = np.asarray(values, dtype=np.float64)
+    if array.size and np.ptp(array) == 0:
+        return (f"all {array.size} {what} are equal ({array[0]:.4g}): the model does not rank them "
+                "(train longer, check the labels or the learning rate)")
+    return None
+
+
+def oof_warning(scores: Sequence[float], threshold: float) -> str | None:
+    """A warning when out-of-fold study scores cannot support the operating `threshold`, else None:
+    all equal, or a threshold above every score (it would never recall a study)."""
+    constant = constant_warning(scores, "out-of-fold study scores")
+    if constant:
+        return f"{constant}; threshold {threshold:.4g} is meaningless"
+    if len(scores) and threshold > max(scores):
+        return (f"threshold {threshold:.4g} is above every out-of-fold study score (max {max(scores):.4g}): "
+                "it would never recall a study")
+    return None

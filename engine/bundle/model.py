@@ -72,15 +72,31 @@ class Bf16Gate:
     On real held-out views, bf16 probabilities vs fp32: the largest absolute difference and
     the change in study-level AUC (None when the views lacked labels of both classes, and
     then the gate is not passed). `passed` is the build's verdict against the tolerances.
+    A gate the build skipped (a CPU without bf16 instructions: the runtime cannot use it
+    there) has views 0, no numbers and the reason; it is not passed.
     """
 
     passed: bool
     views: int
     studies: int
-    max_prob_diff: float
+    max_prob_diff: float | None  # None: not measured (skipped), or the bf16 output held NaN
     study_auc_change: float | None
     max_prob_diff_tolerance: float
     study_auc_change_tolerance: float
+    reason: str = ""  # why it did not pass, or why it was skipped ("" when passed)
+
+
+@dataclass(frozen=True)
+class Fp16Gate:
+    """The build's check of the FP16 ONNX (what TensorRT engines are built from) against the
+    FP32 model on real views. A copy that misses it is kept, recorded as not passed: the FP16
+    runtimes refuse that member (or fall back to FP32) and say why."""
+
+    passed: bool
+    views: int
+    max_prob_diff: float | None  # None: the FP16 output held NaN
+    tolerance: float
+    reason: str = ""  # why it did not pass ("" when passed)
 
 
 @dataclass(frozen=True)
@@ -97,6 +113,7 @@ class Member:
     sha256: dict[str, str] = field(hash=False)  # artifact file -> hex digest, checked at load
     metrics: dict[str, float] = field(default_factory=dict, hash=False)
     bf16_gate: Bf16Gate | None = None  # absent: never checked, so never run in bf16 by auto
+    fp16_gate: Fp16Gate | None = None  # absent: no FP16 ONNX, or a bundle older than the gate
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -104,19 +121,21 @@ class Member:
         return self.input.height, self.input.width
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Bundle:
-    """A validated model bundle: every artifact exists and matches its checksum."""
+    """A model bundle. Loaded (load_bundle): validated, every artifact exists and matches its
+    checksum. Being built: `path` and `digest` are unset until write_bundle has written it."""
 
-    path: Path  # the bundle directory, absolute
-    digest: str  # sha256 hex of the bundle.json bytes
-    format_version: int
+    path: Path = Path()  # the bundle directory, absolute
+    digest: str = ""  # sha256 hex of the bundle.json bytes
+    format_version: int = FORMAT_VERSION
     name: str
     created: str
-    description: str
+    description: str = ""
     members: tuple[Member, ...]
-    ensemble: str  # mean: a view's probability is the mean over members
-    aggregation: dict[str, str] = field(hash=False)  # {"breast": mean|max, "study": max|mean|max-image}
+    ensemble: str = "mean"  # mean: a view's probability is the mean over members
+    # {"breast": mean|max, "study": max|mean|max-image}
+    aggregation: dict[str, str] = field(default_factory=lambda: {"breast": "mean", "study": "max"}, hash=False)
     threshold: float  # recall = study score >= threshold
     provenance: dict = field(default_factory=dict, hash=False)
 

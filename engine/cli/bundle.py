@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
 import click
 
-from mammo_batch.engine.bundle import Bundle, BundleError, Member, load_bundle
+from mammo_batch.engine.bundle import Bundle, BundleError, Member, bundle_document, load_bundle
 
 
 class ConfigError(click.ClickException):
@@ -39,10 +38,8 @@ def show(bundle_dir: Path, as_json: bool) -> None:
 
 
 def to_json(bundle: Bundle) -> dict:
-    """The bundle as bundle.json has it, plus its id and directory."""
-    document = dataclasses.asdict(bundle)
-    document.pop("digest")
-    return {"id": bundle.id, **document, "path": str(bundle.path)}
+    """The bundle as bundle.json has it (the one serialiser), plus its id and directory."""
+    return {"id": bundle.id, "path": str(bundle.path), **bundle_document(bundle)}
 
 
 def render(bundle: Bundle) -> str:
@@ -72,6 +69,12 @@ def _study_rule(rule: str) -> str:
 def _row(member: Member) -> list[str]:
     artifacts = member.artifacts
     present = ["onnx"] + (["torch"] if artifacts.torch else [])
+    if artifacts.onnx_fp16:
+        missed = member.fp16_gate is not None and not member.fp16_gate.passed
+        present.append("onnx_fp16(gate missed)" if missed else "onnx_fp16")
+    if member.bf16_gate is not None:
+        gate = member.bf16_gate
+        present.append("bf16 gate " + ("passed" if gate.passed else "skipped" if gate.views == 0 else "missed"))
     present += [f"tensorrt(sm{e.compute_capability}, {e.precision})" for e in artifacts.tensorrt]
     return [
         member.name,

@@ -20,9 +20,10 @@ from mammo_batch.engine.api import (
     score,
 )
 from mammo_batch.engine.cli.options import parse_views, study_key_option, view_filter_option, workers_option
-from mammo_batch.engine.dicom.decoders import DECODERS
+from mammo_batch.engine.dicom.decoders import DECODERS, decoder_help
 from mammo_batch.engine.results.aggregate import BREAST_AGGS, STUDY_AGGS
 from mammo_batch.engine.runtimes import CHOICES as RUNTIMES
+from mammo_batch.engine.runtimes import runtime_help
 
 MODELS_ENV = "MAMMO_BATCH_MODELS"
 
@@ -37,9 +38,9 @@ MODELS_ENV = "MAMMO_BATCH_MODELS"
 @click.option("--views", "views_out", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write views.parquet: one row per file seen, with per-member probabilities.")
 @click.option("--runtime", type=click.Choice(RUNTIMES), default="auto",
-              show_default=True, help="Inference runtime; auto says which one it picked.")
+              show_default=True, help=runtime_help())
 @click.option("--decoder", type=click.Choice(DECODERS), default="auto", show_default=True,
-              help="Pixel decoder; auto = nvimgcodec on a GPU where installed, else cpu (it says which).")
+              help=decoder_help())
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="Inference threads (default: one per core).")
@@ -56,6 +57,9 @@ MODELS_ENV = "MAMMO_BATCH_MODELS"
               help="Seconds one file may take to decode and prepare before it is failed.")
 @click.option("--report", "report_out", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the nightly report: one self-contained HTML page (see `mammo-batch report`).")
+@click.option("--sr-out", "sr_out", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write one DICOM SR per scored study whose result changed into this folder, for "
+              "`mammo-batch push` (the pacs extra; docs/pacs.md).")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True,
               help="local: this machine; ray: a Ray cluster (the `ray` extra; docs/ray.md).")
@@ -68,9 +72,9 @@ MODELS_ENV = "MAMMO_BATCH_MODELS"
 @workers_option
 def score_command(paths, out: Path, models: Path, views_out: Path | None, runtime: str, batch_size: int,
                   threads: int | None, breast_agg: str | None, study_agg: str | None, threshold: float | None,
-                  rescore: bool, flush_every: int, time_limit_s: float, report_out: Path | None, quiet: bool,
-                  engine: str, ray_address: str | None, study_key: str, view_filter: str | None, workers: int,
-                  decoder: str, max_studies: int | None) -> None:
+                  rescore: bool, flush_every: int, time_limit_s: float, report_out: Path | None,
+                  sr_out: Path | None, quiet: bool, engine: str, ray_address: str | None, study_key: str,
+                  view_filter: str | None, workers: int, decoder: str, max_studies: int | None) -> None:
     """Score every study under PATHS with the ensemble in --models and write --out.
 
     Exit status: 0 all studies ok, 3 finished with failed or partial studies,
@@ -80,8 +84,8 @@ def score_command(paths, out: Path, models: Path, views_out: Path | None, runtim
                            batch_size=batch_size, breast_agg=breast_agg, study_agg=study_agg,
                            threshold=threshold, study_key=study_key, view_filter=parse_views(view_filter),
                            rescore=rescore, flush_every=flush_every, time_limit_s=time_limit_s,
-                           report_out=report_out, progress=not quiet, decoder=decoder, engine=engine,
-                           ray_address=ray_address, max_studies=max_studies)
+                           report_out=report_out, sr_out=sr_out, progress=not quiet, decoder=decoder,
+                           engine=engine, ray_address=ray_address, max_studies=max_studies)
     try:
         summary = score(paths, out=out, models=models, options=options)
     except ScoreUsageError as exc:

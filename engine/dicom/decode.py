@@ -14,6 +14,8 @@ import numpy as np
 import pydicom
 from pydicom import Dataset
 
+from mammo_batch.engine.dicom.quiet import safe_error
+
 
 class DecodeError(Exception):
     """The pixel data of a view could not be decoded; the message says why (never PHI)."""
@@ -24,7 +26,7 @@ def read_dataset(path: str | os.PathLike) -> Dataset:
     try:
         return pydicom.dcmread(path)
     except Exception as exc:
-        raise DecodeError(f"cannot read file: {type(exc).__name__}: {exc}"[:300]) from exc
+        raise DecodeError(f"cannot read file: {safe_error(exc, 280)}") from exc
 
 
 def decode_pixels(ds: Dataset) -> np.ndarray:
@@ -32,7 +34,7 @@ def decode_pixels(ds: Dataset) -> np.ndarray:
     try:
         arr = ds.pixel_array
     except Exception as exc:
-        raise DecodeError(f"{type(exc).__name__}: {exc}"[:300]) from exc
+        raise DecodeError(safe_error(exc, 300)) from exc
     if arr.ndim != 2:
         raise DecodeError(f"expected one grayscale frame, got pixel array of shape {arr.shape}")
     return arr

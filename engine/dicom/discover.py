@@ -8,6 +8,7 @@ large backlog are ever held as Python objects.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 from collections import deque
 from collections.abc import Collection, Iterable, Iterator
@@ -71,12 +72,19 @@ def _read_all(items: Iterator[Item], workers: int, chunksize: int) -> Iterator[V
             yield from read_items([item])
         return
     chunks = _chunks(head, items, chunksize)
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with header_pool(workers) as pool:
         window = deque(pool.submit(read_items, c) for c in islice(chunks, 2 * workers))
         while window:
             done = window.popleft().result()
             window.extend(pool.submit(read_items, c) for c in islice(chunks, 1))
             yield from done
+
+
+def header_pool(workers: int) -> ProcessPoolExecutor:
+    """The header readers: spawned, never forked. A fork copies the whole parent, loaded models and
+    runtime threads included (`score` may have loaded the ensemble already), and forking a process
+    with threads can deadlock in a lock some thread held at that instant."""
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
 
 
 def _chunks(head: list[Item], rest: Iterator[Item], size: int) -> Iterator[list[Item]]:

@@ -34,7 +34,8 @@ _KINDS = (
 # Every summary says this; discovery logs one line per file whose record carries it.
 WARNINGS_MARK = "from the DICOM reader"
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|b'[^']*'")
-_ADDRESS = re.compile(r"\bat 0x[0-9a-fA-F]+|0x[0-9a-fA-F]{6,}")
+_OBJECT = re.compile(r"<([\w.]+) object at 0x[0-9a-fA-F]+>")  # a repr: keep the type, drop the address
+_ADDRESS = re.compile(r"\s*\bat 0x[0-9a-fA-F]+|0x[0-9a-fA-F]{6,}")
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 
 
@@ -94,8 +95,14 @@ def captured() -> Iterator[Captured]:
 
 
 def safe_error(exc: BaseException, limit: int = 200) -> str:
-    """'TypeName: message' with quoted values, object addresses and control bytes removed."""
-    text = _QUOTED.sub("'…'", str(exc))
+    """'TypeName: message' with quoted values, object addresses and control bytes removed.
+
+    The one sanitiser for every exception that becomes stored or printed text (views.parquet, the
+    report, a log line): a header value quoted by pydicom is PHI, and an address differs between
+    runs and engines (a rerun would see a changed error for the same file).
+    """
+    text = _OBJECT.sub(r"<\1>", str(exc))
+    text = _QUOTED.sub("'…'", text)
     text = _ADDRESS.sub("", text)
     text = _UNPRINTABLE.sub("", text.replace("…", "...")).strip()
     return f"{type(exc).__name__}: {text}"[:limit] if text else type(exc).__name__

@@ -14,6 +14,7 @@ import time
 import numpy as np
 import pyarrow as pa
 
+from mammo_batch.engine.dicom.quiet import safe_error
 from mammo_batch.engine.distributed.nodes import node_name, unreadable_here
 from mammo_batch.engine.pixels import PreprocessSettings
 from mammo_batch.engine.prepare import prepare_file
@@ -62,5 +63,5 @@ def _prepare(path: str, dtypes: dict[Size, str], settings: PreprocessSettings
     try:
         inputs = prepare_file(path, list(dtypes), settings).inputs
     except Exception as exc:  # a bad file: this view only
-        return None, REASON_DECODE_ERROR, f"{type(exc).__name__}: {exc}"[:300], time.perf_counter() - started
+        return None, REASON_DECODE_ERROR, safe_error(exc, 300), time.perf_counter() - started
     return inputs, "", "", time.perf_counter() - started

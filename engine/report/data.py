@@ -48,6 +48,7 @@ class ReportData:
     failed_studies: list[dict[str, str]] = field(default_factory=list)
     slowest: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    drift: Any = None  # report.drift.Drift: tonight against the reference period (docs/pacs.md)
 
 
 def load_report_data(scores_path: str | os.PathLike, views_path: str | os.PathLike | None = None,

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from mammo_batch.engine.report import plots
 from mammo_batch.engine.report.data import MAX_LISTED, SCORE_BINS, ReportData, load_report_data
+from mammo_batch.engine.report.drift import Drift, compute_drift
+from mammo_batch.engine.report.drift_html import drift_line, drift_section
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 70em; }
@@ -21,12 +23,16 @@ code { font-size: 0.85em; word-break: break-all; }
 
 
 def write_report(scores_path: str | os.PathLike, out_html: str | os.PathLike,
-                 views_path: str | os.PathLike | None = None, redact: bool = False) -> Path:
+                 views_path: str | os.PathLike | None = None, redact: bool = False,
+                 drift: Drift | None = None) -> Path:
     """Write the nightly report for `scores_path` (and `views_path`) to `out_html`; returns its path.
+    `drift`: report.drift.compute_drift's result (default: against the file's own earlier nights).
 
     Raises ReportError when the inputs are not mammo-batch result files.
     """
-    page = render(load_report_data(scores_path, views_path, redact))
+    data = load_report_data(scores_path, views_path, redact)
+    data.drift = drift or compute_drift(scores_path, views_path)
+    page = render(data)
     out = Path(out_html)
     temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     temporary.write_text(page, encoding="utf-8")
@@ -36,7 +42,9 @@ def write_report(scores_path: str | os.PathLike, out_html: str | os.PathLike,
 
 def render(data: ReportData) -> str:
     parts = [f"<h1>mammo-batch nightly report</h1><p class='note'>{escape(data.source)}</p>",
+             *([drift_line(data.drift)] if data.drift else []),
              _stopped_banner(data), _run_section(data), _status_section(data), _score_section(data),
+             *([drift_section(data.drift)] if data.drift else []),
              _throughput_section(data), _failed_section(data), _slowest_section(data)]
     if data.notes:
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{escape(n)}</li>" for n in data.notes) + "</ul>")

@@ -7,7 +7,7 @@ MemberRunner; the scheduler only ever calls `predict` on same-size batches of on
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -26,15 +26,14 @@ class MemberRunner(Protocol):
     as it is (the channel axis, normalisation and sigmoid are the runner's and the model's
     business), and returns (B,) float32 probabilities on the host.
 
-    Today batches are numpy arrays in host memory. A GPU runtime may later also accept
-    device arrays (e.g. DALI/CuPy output, via DLPack) through this same method, so that
-    decoded views need not round-trip through the host; the result stays a small host array.
+    A batch is numpy or a torch tensor (check_batch); runtimes whose spec says they accept
+    device arrays (registry.py) take tensors already on the GPU, the others host arrays only.
     """
 
     name: str  # the member's name
     input_size: tuple[int, int]  # (H, W)
 
-    def predict(self, batch: np.ndarray) -> np.ndarray: ...
+    def predict(self, batch: Any) -> np.ndarray: ...
 
 
 @runtime_checkable
@@ -42,25 +41,48 @@ class Runtime(Protocol):
     """Turns bundle members into runners, e.g. "onnxruntime-cpu", "torch-cpu", "torch-cuda"."""
 
     name: str
+    accepts_device_arrays: bool  # True: give it tensors on its device (the GPU preparer's), no host copy
 
     def load(self, member: Member, bundle_dir: Path) -> MemberRunner: ...
 
 
-def check_batch(member: Member, batch: object) -> np.ndarray:
-    """Return `batch` if it is a (B, H, W) array of the member's dtype; raise ValueError if not.
+def check_batch(member: Member, batch: object) -> object:
+    """Return `batch` if it is a (B, H, W) array of the member's dtype; raise if not.
 
-    A wrong dtype is refused, not converted: it means the pixel path and the bundle disagree,
-    and a silent cast (say uint16 into a uint8 model) would score garbage.
+    Any array is checked the same way: numpy, a torch tensor on any device, or another array
+    with `shape` and `dtype` (DLPack producers). A wrong dtype is refused, not converted: it
+    means the pixel path and the bundle disagree, and a silent cast (say uint16 into a uint8
+    model) would score garbage.
     """
-    if not isinstance(batch, np.ndarray):
-        raise TypeError(f"member {member.name!r}: expected a numpy array, got {type(batch).__name__}")
+    shape, dtype = getattr(batch, "shape", None), getattr(batch, "dtype", None)
+    if shape is None or dtype is None:
+        raise TypeError(f"member {member.name!r}: expected an array (numpy or a torch tensor), "
+                        f"got {type(batch).__name__}")
     height, width = member.input_size
-    if batch.ndim != 3 or batch.shape[1:] != (height, width):
+    if len(shape) != 3 or tuple(shape[1:]) != (height, width):
         raise ValueError(f"member {member.name!r}: expected a batch of shape (B, {height}, {width}), "
-                         f"got {batch.shape}")
-    if batch.dtype != np.dtype(member.input.dtype):
-        raise ValueError(f"member {member.name!r}: expected {member.input.dtype} pixels, got {batch.dtype}")
+                         f"got {tuple(shape)}")
+    if dtype_name(dtype) != member.input.dtype:
+        raise ValueError(f"member {member.name!r}: expected {member.input.dtype} pixels, got {dtype_name(dtype)}")
     return batch
+
+
+def dtype_name(dtype: object) -> str:
+    """numpy's and torch's dtypes by one name: uint8, uint16, float32, ..."""
+    return str(dtype).removeprefix("torch.") if type(dtype).__module__.startswith("torch") \
+        else np.dtype(dtype).name  # type: ignore[call-overload]
+
+
+def host_array(member: Member, batch: object) -> np.ndarray:
+    """A checked batch as a numpy array: numpy as it is, a host tensor without a copy (DLPack).
+    A device array is refused: a CPU runtime does not copy from the GPU behind the scheduler's back."""
+    check_batch(member, batch)
+    if isinstance(batch, np.ndarray):
+        return batch
+    device = getattr(batch, "device", None)
+    if device is not None and str(device) != "cpu":
+        raise TypeError(f"member {member.name!r}: this runtime takes host arrays; got one on {device}")
+    return np.from_dlpack(batch)  # type: ignore[arg-type]
 
 
 def as_probabilities(member: Member, output: np.ndarray, batch_size: int) -> np.ndarray:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
 from mammo_batch.engine.bundle import BundleError, Member
-from mammo_batch.engine.runtimes.base import as_probabilities, check_batch
+from mammo_batch.engine.dicom.quiet import safe_error
+from mammo_batch.engine.runtimes.base import RuntimeUnavailableError, as_probabilities, host_array
 
 INPUT_NAME = "image"  # the artifact contract of docs/scoring.md
 ORT_TYPES = {"uint8": "tensor(uint8)", "uint16": "tensor(uint16)", "float32": "tensor(float)"}
@@ -26,20 +28,29 @@ class OnnxCpuRuntime:
     """Loads members' ONNX artifacts into ONNX Runtime sessions on the CPUExecutionProvider."""
 
     name = "onnxruntime-cpu"
+    accepts_device_arrays = False
 
-    def __init__(self, threads: int | None = None) -> None:
+    def __init__(self, threads: int | None = None, artifact: str = "onnx") -> None:
         # One session runs at a time per batch, so all cores go to the ops inside it (intra-op);
         # inter-op parallelism only helps graphs with independent branches and oversubscribes.
         self.threads = threads if threads is not None else cpu_count()
+        # "onnx_fp16": the member's FP16 copy, which the build's FP16 gate runs here (ONNX Runtime
+        # computes FP16 on the CPU) to check what TensorRT engines are built from.
+        self.artifact = artifact
+        if artifact not in ("onnx", "onnx_fp16"):
+            raise ValueError(f"artifact must be onnx or onnx_fp16, got {artifact!r}")
         if self.threads < 1:
             raise ValueError(f"threads must be at least 1, got {self.threads}")
 
     def load(self, member: Member, bundle_dir: Path) -> OnnxRunner:
-        path = Path(bundle_dir) / member.artifacts.onnx
+        file = getattr(member.artifacts, self.artifact)
+        if file is None:
+            raise RuntimeUnavailableError(f"member {member.name!r} has no {self.artifact} artifact")
+        path = Path(bundle_dir) / file
         try:
             session = ort.InferenceSession(str(path), self._options(), providers=["CPUExecutionProvider"])
         except Exception as e:  # ORT raises its own exception types for a bad or missing file
-            raise BundleError(f"{path}: ONNX Runtime cannot load member {member.name!r}: {e}") from None
+            raise BundleError(f"{path}: ONNX Runtime cannot load member {member.name!r}: {safe_error(e)}") from None
         check_signature(session, member, path)
         return OnnxRunner(member, session)
 
@@ -64,9 +75,9 @@ class OnnxRunner:
         self.session = session
         self._output = session.get_outputs()[0].name
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        """(B, H, W) of the member's dtype -> (B,) float32 probabilities."""
-        batch = check_batch(self.member, batch)
+    def predict(self, batch: Any) -> np.ndarray:
+        """(B, H, W) of the member's dtype, numpy or a host tensor -> (B,) float32 probabilities."""
+        batch = host_array(self.member, batch)
         if len(batch) == 0:
             return np.empty(0, dtype=np.float32)
         images = np.ascontiguousarray(batch[:, np.newaxis])  # the model's (B, 1, H, W)

@@ -18,6 +18,7 @@ import numpy as np
 from mammo_batch.engine.bundle import Bundle, BundleError, Member, TensorRTEngine
 from mammo_batch.engine.runtimes.base import RuntimeUnavailableError, as_probabilities
 from mammo_batch.engine.runtimes.onnx import INPUT_NAME
+from mammo_batch.engine.runtimes.torch_runner import as_tensor
 
 OUTPUT_NAME = "prob"
 
@@ -46,18 +47,24 @@ def matching_engine(member: Member, capability: str, version: str) -> TensorRTEn
     return None
 
 
-def why_not_tensorrt(bundle: Bundle, device: str = "cuda") -> str | None:
-    """None when every member has an engine for this GPU and TensorRT version; else why not."""
-    if not any(m.artifacts.tensorrt for m in bundle.members):  # cheap checks first: no imports
-        return "no TensorRT engines in the bundle (mammo-batch build-engines)"
+def why_no_tensorrt_here() -> str | None:
+    """None when TensorRT, torch and a CUDA device are here; else why not."""
     if importlib.util.find_spec("tensorrt") is None:
         return "TensorRT not installed"
     if importlib.util.find_spec("torch") is None:
         return "torch not installed"
     import torch
 
-    if not torch.cuda.is_available():
-        return "no CUDA device"
+    return None if torch.cuda.is_available() else "no CUDA device"
+
+
+def why_not_tensorrt(bundle: Bundle, device: str = "cuda") -> str | None:
+    """None when every member has an engine for this GPU and TensorRT version; else why not."""
+    if not any(m.artifacts.tensorrt for m in bundle.members):  # cheap checks first: no imports
+        return "no TensorRT engines in the bundle (mammo-batch build-engines)"
+    why = why_no_tensorrt_here()
+    if why:
+        return why
     capability, _ = this_gpu(device)
     version = import_tensorrt().__version__
     missing = [m.name for m in bundle.members if matching_engine(m, capability, version) is None]
@@ -68,6 +75,7 @@ def why_not_tensorrt(bundle: Bundle, device: str = "cuda") -> str | None:
 
 class TensorRTRuntime:
     name = "tensorrt"
+    accepts_device_arrays = True
 
     def __init__(self, device: str = "cuda") -> None:
         self.device = device
@@ -110,7 +118,7 @@ class TensorRTRunner:
     def predict(self, batch: Any) -> np.ndarray:
         """(B, H, W) of the member's dtype, numpy or a torch tensor on the GPU -> (B,) float32 on the host."""
         torch = self.torch
-        images = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(batch))
+        images = as_tensor(torch, self.member, batch)
         if len(images) == 0:
             return np.empty(0, dtype=np.float32)
         images = images.to(self.device, non_blocking=True)[:, None].contiguous()

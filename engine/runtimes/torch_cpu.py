@@ -1,4 +1,4 @@
-"""bf16 on the CPU: where it is fast, and how a torch.export program is made to run in it.
+"""bf16 on the CPU: where it is fast (and OpenMP threads that sleep when idle).
 
 bf16 pays only where the CPU has bf16 instructions that oneDNN uses (x86 AVX512-BF16 or
 AMX-BF16): elsewhere autocast emulates bf16 and is slower than fp32. Measured on AMD EPYC
@@ -62,20 +62,3 @@ def torch_bf16_ready(torch: Any) -> str | None:
     if not torch.backends.mkldnn.is_available():
         return "torch was built without oneDNN (mkldnn)"
     return None
-
-
-def prepare_bf16_module(torch: Any, module: Any) -> Any:
-    """An exported program's module, ready to run under bf16 autocast, channels_last.
-
-    torch.export records `_assert_tensor_metadata` checks on the dtypes it saw while tracing
-    (fp32 after the model's casts); autocast changes exactly those dtypes by design, so the
-    fp32 checks are removed (the input dtype check stays). Weights go channels_last so that
-    oneDNN's convolutions run in its fast NHWC layout.
-    """
-    graph = module.graph
-    for node in list(graph.nodes):
-        if (node.op == "call_function" and node.target is torch.ops.aten._assert_tensor_metadata.default
-                and node.kwargs.get("dtype") == torch.float32):
-            graph.erase_node(node)
-    module.recompile()
-    return module.to(memory_format=torch.channels_last)

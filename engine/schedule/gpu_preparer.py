@@ -36,6 +36,7 @@ from mammo_batch.engine.dicom.decode import read_dataset
 from mammo_batch.engine.dicom.decoders.base import DecoderBackend, EncodedView
 from mammo_batch.engine.dicom.decoders.codestream import FALLBACK_GPU_ERROR, encode_route
 from mammo_batch.engine.dicom.decoders.cpu import CpuDecoder
+from mammo_batch.engine.dicom.quiet import safe_error
 from mammo_batch.engine.pixels import PreprocessSettings
 from mammo_batch.engine.pixels.mask import WORK_SIZE
 from mammo_batch.engine.pixels.plan import plan_from_small
@@ -109,7 +110,7 @@ class GpuPreparer:
         try:
             read = _Read(view_id, encode_route(read_dataset(path)), started=started)
         except Exception as exc:  # an unreadable file: this view only
-            read = _Read(view_id, None, f"{type(exc).__name__}: {exc}"[:300], started=started)
+            read = _Read(view_id, None, safe_error(exc, 300), started=started)
         with self._lock:  # several read threads
             self.stage_s["read"] += time.perf_counter() - started
         self._reads.put(read)
@@ -136,7 +137,7 @@ class GpuPreparer:
                     if self._stream is not None:
                         self._stream.synchronize()  # the outputs are complete before anyone reads them
             except Exception as exc:  # a fault of the batch as a whole (e.g. out of device memory)
-                message = f"{type(exc).__name__}: {exc}"[:300]
+                message = safe_error(exc, 300)
                 results = [PreparedView(r.view_id, None, message, REASON_DECODE_ERROR) for r in batch]
             for result in results:
                 self._done.put(result)
@@ -155,7 +156,7 @@ class GpuPreparer:
             try:
                 self._render(read.encoded, image, outputs, slot)
             except Exception as exc:
-                message = f"{type(exc).__name__}: {exc}"[:300]
+                message = safe_error(exc, 300)
                 results.append(PreparedView(read.view_id, None, message, REASON_DECODE_ERROR))
                 continue
             inputs = {size: out[slot].cpu().numpy() if self.host_outputs else out[slot]
