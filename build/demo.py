@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
 import pyarrow.parquet as pq
 import torch
 
-from mammo_batch.build import bundle as bundle_module
 from mammo_batch.build.bundle import build_bundle
-from mammo_batch.build.fp16 import FP16_TOLERANCE
 from mammo_batch.engine.api import ScoreSummary, score
 from mammo_batch.engine.cli.options import parse_size
 from mammo_batch.synth import write_studies
@@ -96,9 +91,10 @@ def _demo(directory: Path, studies: int, test_studies: int, image_size: str, siz
         runs.append(run)
 
     click.echo("3/4 building the bundle (ONNX + torch.export, parity checked)")
-    with _fp16_gate_recorded_not_fatal():
-        bundle = build_bundle(runs, directory / "bundle", name="synthetic-demo",
-                              description=DEMO_DESCRIPTION)
+    # The FP16 and bf16 gates are recorded, never fatal (build/gates.py): a tiny fold whose FP16
+    # copy misses on one CPU and not another cannot stop the demo, which scores with the FP32 ONNX.
+    bundle = build_bundle(runs, directory / "bundle", name="synthetic-demo",
+                          description=DEMO_DESCRIPTION)
 
     click.echo("4/4 scoring the held-out studies (mammo_batch.score)")
     scores_path = directory / "scores.parquet"
@@ -114,34 +110,6 @@ def _demo(directory: Path, studies: int, test_studies: int, image_size: str, siz
         f"{report['views_per_s']:.1f} views/s; total {report['wall_seconds']:.0f} s\n"
         f"bundle: {bundle}\nscores: {scores_path}\nviews: {directory / 'views.parquet'}\n"
         f"report: {directory / 'report.json'}")
-
-
-@contextmanager
-def _fp16_gate_recorded_not_fatal() -> Iterator[None]:
-    """The demo scores on the CPU with the FP32 ONNX; the FP16 copy is for GPUs. A tiny synthetic
-    fold whose FP16 copy misses the 1e-2 gate (it happens on one CPU and not another: the same seed
-    trains a slightly different model) must not kill the demo: the difference is still measured and
-    recorded in bundle.json, and a warning says so. A bridge until build/ makes the gate non-fatal
-    itself; it changes nothing when the gate passes."""
-    strict = getattr(bundle_module, "check_fp16", None)
-    if strict is None:  # build/ no longer checks FP16 here: nothing to relax
-        yield
-        return
-
-    def recorded(*args, **kwargs) -> float:
-        kwargs["tolerance"] = math.inf
-        diff = strict(*args, **kwargs)  # raises only on NaN
-        if diff > FP16_TOLERANCE:
-            logging.getLogger("mammo_batch.build").warning(
-                "%s: the FP16 ONNX differs from FP32 by %.3g (gate %g): recorded; the CPU demo does "
-                "not use it", kwargs.get("name", ""), diff, FP16_TOLERANCE)
-        return diff
-
-    bundle_module.check_fp16 = recorded
-    try:
-        yield
-    finally:
-        bundle_module.check_fp16 = strict
 
 
 def held_out_report(scored: ScoreSummary, labels_csv: Path) -> dict:
