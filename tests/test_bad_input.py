@@ -122,15 +122,18 @@ def test_corrupt_codestream_fails_at_decode_with_a_clear_error(tmp_path):
 
 
 def test_preview_writes_the_good_views_and_records_the_rest(folder, tmp_path):
-    root, _ = folder
+    root, expected = folder
     out = tmp_path / "preview"
     result = CliRunner().invoke(cli, ["preview", str(root), "--out", str(out), "--size", "128x64",
                                       "--workers", "2"])
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader((out / "index.csv").open()))
-    assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)
+    rendered = [r for r in rows if r["status"] == "ok"]
+    assert len(rendered) == 4 and all(Path(r["png"]).exists() for r in rendered)
     assert (out / "study_0001" / "sheet.png").exists()
-    assert all(Path(r["png"]).exists() for r in rows)
+    skipped = {Path(r["path"]).name: r["error"].split(":")[0] for r in rows if r["status"] == "skipped"}
+    assert skipped == expected  # every other file, with its reason
+    assert len(rows) == len(rendered) + len(skipped)
 
 
 def test_inspect_json_reports_problems(folder):

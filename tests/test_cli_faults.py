@@ -16,23 +16,18 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from onnx_members import write_test_bundle
-
-from mammo_batch.synth import write_studies
 
 MEMBERS = [dict(name="wide", height=96, width=48, weight=8.0, bias=-3.0)]
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> Path:
-    return write_test_bundle(tmp_path_factory.mktemp("bundle"), MEMBERS)
+def bundle(make_bundle) -> Path:
+    return make_bundle(MEMBERS, threshold=0.5)
 
 
 @pytest.fixture(scope="module")
-def studies(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("studies")
-    write_studies(root, 8, seed=11, size=(192, 160), layout="accession")
-    return root
+def studies(make_studies) -> Path:
+    return make_studies(8, seed=11, size=(192, 160), layout="accession")
 
 
 def command(studies: Path, out: Path, bundle: Path, *extra: str) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import zipfile
@@ -43,3 +44,17 @@ def test_synth_needs_nothing_from_the_engine() -> None:
     code = ("import sys, mammo_batch.synth; "
             "assert not [m for m in sys.modules if m.startswith('mammo_batch.engine')], 'synth imports the engine'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# Packages that are torch or pull it in: never in the core install nor in `dev` (README, "Quick start").
+TORCH_PULLING = ("torch", "torchvision", "timm", "efficientnet-pytorch", "efficientnet_pytorch")
+
+
+def test_the_core_install_and_dev_extra_need_no_torch() -> None:
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    for group, requirements in (("core", project["dependencies"]), ("dev", extras["dev"])):
+        names = [re.split(r"[\s<>=!~;\[]", r, maxsplit=1)[0].lower() for r in requirements]
+        assert not set(names) & set(TORCH_PULLING), (group, names)
+    assert any(r.startswith("efficientnet-pytorch") for r in extras["test-train"])  # moved, not dropped

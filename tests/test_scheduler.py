@@ -14,7 +14,6 @@ from worker_tasks import scripted
 
 from mammo_batch.engine.dicom.record import ViewRecord
 from mammo_batch.engine.pixels import PreprocessSettings
-from mammo_batch.engine.results.rerun import Job
 from mammo_batch.engine.schedule.cpu_pool import CpuPoolPreparer
 from mammo_batch.engine.schedule.preparer import REASON_DECODE_ERROR, REASON_TIMEOUT, REASON_WORKER_CRASH, Preparer
 from mammo_batch.engine.schedule.run import Scheduler, SchedulerOptions
@@ -35,7 +34,7 @@ class MeanRunner:
         return batch.reshape(len(batch), -1).mean(axis=1).astype(np.float32) / 100
 
 
-def make_studies(root: Path, words: dict[str, list[str]]) -> list[Job]:
+def make_studies(root: Path, words: dict[str, list[str]]) -> list[Study]:
     jobs = []
     for key, study_words in words.items():
         views = []
@@ -43,7 +42,7 @@ def make_studies(root: Path, words: dict[str, list[str]]) -> list[Job]:
             path = root / f"{key}-{i}.txt"
             path.write_text(word)
             views.append(ViewRecord(str(path), laterality="LR"[i % 2], view="CC"))
-        jobs.append(Job(Study(key, views), "fp"))
+        jobs.append(Study(key, views))
     return jobs
 
 
@@ -93,6 +92,7 @@ def test_a_worker_killed_on_one_file_fails_that_view_only_never_its_neighbours(t
     assert done["d"].views[0].reason == REASON_WORKER_CRASH
 
 
+@pytest.mark.timeout(60)  # the hang sleeps 600 s: a time limit that never fires fails here within a minute
 def test_a_file_past_the_time_limit_fails_and_the_run_goes_on(tmp_path, pool):
     jobs = make_studies(tmp_path, {"a": ["1", "hang"], "b": ["2", "3"]})
     completed, done, _ = run(jobs, pool(time_limit_s=2.0))

@@ -53,18 +53,21 @@ from mammo_batch.train.models import create_model, list_archs
               "foreign code. Not needed for omegaconf configs, numpy scalars or argparse.Namespace.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
+              help="torch threads while training (0 = torch's default). A fixed count makes a run "
+              "repeatable on one machine; 1 is fastest for small models on a busy CPU.")
 def train(labels_csv: Path, images: Path, arch: str, size: str, fold: int, n_folds: int,
           folds_csv: Path | None, out: Path, cache_dir: Path | None, epochs: int, batch_size: int,
           accumulate: int, lr: float, weight_decay: float, warmup_epochs: float, balanced: bool,
           ema: float, pos_weight: float, window: str, no_augment: bool, amp: str,
-          init: str | None, trust_pickle: bool, seed: int, workers: int) -> None:
+          init: str | None, trust_pickle: bool, seed: int, workers: int, threads: int) -> None:
     """Finetune one fold model; model selection by study-level AUC on the held-out fold."""
     height, width = parse_size(size)
     config = TrainConfig(arch=arch, height=height, width=width, fold=fold, n_folds=n_folds,
                          epochs=epochs, batch_size=batch_size, accumulate=accumulate, lr=lr,
                          weight_decay=weight_decay, warmup_epochs=warmup_epochs, balanced=balanced,
-                         ema=ema, pos_weight=pos_weight, seed=seed, workers=workers, window=window,
-                         augment=not no_augment, amp=amp, init=init, trust_pickle=trust_pickle)
+                         ema=ema, pos_weight=pos_weight, seed=seed, workers=workers, threads=threads,
+                         window=window, augment=not no_augment, amp=amp, init=init, trust_pickle=trust_pickle)
     logging.getLogger("mammo_batch.train").setLevel(logging.INFO)
     if init:
         _check_init(init, arch, trust_pickle)

@@ -7,8 +7,11 @@ import json
 import logging
 import math
 import os
+import random
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -52,6 +55,7 @@ class TrainConfig:
     pos_weight: float = 1.0  # BCE weight of positive images
     seed: int = 0
     workers: int = 0  # preprocessing processes for the cache (0 = one per core)
+    threads: int = 0  # torch intra-op threads while training (0 = torch's default); see _reproducible
     window: str = "dicom"
     crop: bool = True
     dtype: str = "uint8"
@@ -86,8 +90,37 @@ class CachedViews(Dataset):
 def train_run(config: TrainConfig, labels_csv: Path, images: Path, out: Path, cache_dir: Path,
               folds_csv: Path | None = None) -> dict:
     """Train (or resume) one fold; returns the summary written to out/summary.json."""
-    out.mkdir(parents=True, exist_ok=True)
+    with _reproducible(config):
+        return _train_run(config, labels_csv, images, out, cache_dir, folds_csv)
+
+
+@contextmanager
+def _reproducible(config: TrainConfig) -> Iterator[None]:
+    """Seeded everything, deterministic kernels where torch has them, a fixed thread count.
+
+    The same seed, thread count and CPU give the same model bit for bit. Another CPU (AVX-512 vs
+    AVX2) still rounds differently in its kernels, so results across machines agree only within a
+    band (README, "Quick start"). A fixed thread count also matters for speed: on a loaded 2-core
+    machine torch's default two threads spin against other processes (measured 9x slower per step
+    for the tiny model than one thread).
+    """
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    random.seed(config.seed)
+    np.random.seed(config.seed % 2**32)
     torch.manual_seed(config.seed)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)  # warn, never fail, where none exists
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def _train_run(config: TrainConfig, labels_csv: Path, images: Path, out: Path, cache_dir: Path,
+               folds_csv: Path | None) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     labels = read_labels(labels_csv)
     folds = read_folds(folds_csv) if folds_csv else make_folds(labels, config.n_folds, config.seed)

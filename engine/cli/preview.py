@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import sys
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -21,6 +22,7 @@ from mammo_batch.engine.cli.options import (
     workers_option,
 )
 from mammo_batch.engine.dicom import DecodeError, discover
+from mammo_batch.engine.dicom.record import ViewRecord
 from mammo_batch.engine.pixels import PreprocessSettings
 from mammo_batch.engine.pixels.voi import VOI_DICOM, VOI_MINMAX
 from mammo_batch.engine.prepare import prepare_file
@@ -49,12 +51,17 @@ def preview(paths, out_dir: Path, size: str, window: str, no_crop: bool, dtype: 
     """Write what the model will see: per view the model input, per study a labelled contact sheet.
 
     Files are named by position (study_0001/view_01.png), never by DICOM tag values;
-    index.csv maps each PNG to its source file, laterality and view.
+    index.csv maps each PNG to its source file, laterality and view, and lists every file that
+    was not rendered with its reason (status `skipped`: not a mammogram, duplicate, too_large, ...;
+    `failed`: the pixel path failed on it).
     """
     height_width = parse_size(size)
     settings = PreprocessSettings(window=window, crop=not no_crop, dtype=dtype)
-    studies, _ = group_studies(discover(paths, views=parse_views(view_filter), workers=workers), study_key)
-    studies = [s for s in studies if s.scorable]
+    # exclude: an --out inside an input folder holds this command's own PNGs and index, never inputs
+    records = discover(paths, views=parse_views(view_filter), workers=workers, exclude=[out_dir])
+    all_studies, orphans = group_studies(records, study_key)
+    skipped = [v for s in all_studies for v in s.views if not v.scorable] + orphans
+    studies = [s for s in all_studies if s.scorable]
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     # A bar on a terminal only: off a terminal, click would print its label as a stray line.
@@ -63,10 +70,24 @@ def preview(paths, out_dir: Path, size: str, window: str, no_crop: bool, dtype: 
     with ProcessPoolExecutor(max_workers=workers or None) as pool, progress as bar:
         for index, study in enumerate(bar, start=1):
             rows += _write_study(pool, study, out_dir / f"study_{index:04d}", height_width, settings)
-    _write_index(out_dir / "index.csv", rows)
+    _write_index(out_dir / "index.csv", rows + [_skipped_row(v) for v in skipped])
     failed = sum(1 for r in rows if r["status"] != "ok")
     click.echo(f"wrote {len(rows) - failed} views of {len(studies)} studies to {out_dir} "
-               f"({failed} failed, see index.csv)")
+               f"({failed} failed, {_not_rendered(skipped)}; see index.csv)")
+
+
+def _skipped_row(record: ViewRecord) -> dict:
+    """index.csv's row for a file that was never rendered: why (the view policy's reason)."""
+    error = f"{record.reason}: {record.detail}" if record.detail else record.reason
+    return {"png": "", "study": "", "path": record.path, "sop_instance_uid": record.sop_instance_uid,
+            "laterality": record.laterality, "view": record.view, "status": "skipped", "error": error}
+
+
+def _not_rendered(skipped: list[ViewRecord]) -> str:
+    """'3 not rendered: duplicate 1, too_large 2' (most common first), or '0 not rendered'."""
+    counts = Counter(v.reason or v.status for v in skipped)
+    by_reason = ", ".join(f"{reason} {n}" for reason, n in counts.most_common())
+    return f"{len(skipped)} not rendered" + (f": {by_reason}" if by_reason else "")
 
 
 def _write_study(pool, study: Study, folder: Path, size, settings) -> list[dict]:

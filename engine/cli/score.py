@@ -95,7 +95,9 @@ def score_command(paths, out: Path, models: Path, views_out: Path | None, runtim
         click.echo(f"Error: cannot write the results: {exc.strerror or exc} ({exc.filename or out}); the "
                    "previous outputs are unchanged and a rerun resumes from the journal", err=True)
         sys.exit(EXIT_CRASH)
-    click.echo(describe(summary), err=True)
+    # The summary is the command's result: stdout, so `score ... > nightly.log` keeps it. Progress,
+    # warnings (a stop included: the API logs it) and errors stay on stderr.
+    click.echo(describe(summary))
     sys.exit(summary.exit_code)
 
 

@@ -28,9 +28,10 @@ log = logging.getLogger("mammo_batch.discover")
 Item = str | ViewRecord  # a real path to read, or a record the walk already decided
 
 
-def iter_candidate_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
+def iter_candidate_files(paths: Iterable[str | os.PathLike],
+                         exclude: Iterable[str | os.PathLike] = ()) -> Iterator[Path]:
     """The real path of every file discovery would read, in walk order."""
-    return (Path(item) for item in walk(paths) if isinstance(item, str))
+    return (Path(item) for item in walk(paths, exclude) if isinstance(item, str))
 
 
 def discover(
@@ -39,15 +40,18 @@ def discover(
     workers: int = 0,
     chunksize: int = 32,
     spill_dir: str | os.PathLike | None = None,
+    exclude: Iterable[str | os.PathLike] = (),
 ) -> HeaderCatalog:
     """Read the header of every candidate file and apply the view policy.
 
     Returns a HeaderCatalog: iterate it for ViewRecords, `len()` for the file count, and pass it
     to `studies.plan_studies` (or `group_studies`). `workers` 0 picks the CPU count; 1 reads in
     this process. Third-party warnings become at most one log line per file, in our words.
+    `exclude`: paths (files or folders, compared by real path) never read nor reported, e.g. the
+    run's own outputs inside an input folder (engine/dicom/walk.py).
     """
     catalog = HeaderCatalog(spill_dir)
-    for record in _read_all(walk(paths), workers or os.cpu_count() or 1, chunksize):
+    for record in _read_all(walk(paths, exclude), workers or os.cpu_count() or 1, chunksize):
         record = apply_policy(record, views)
         if WARNINGS_MARK in record.detail:
             log.warning("%s: %s", record.path, record.detail)

@@ -5,6 +5,11 @@ link loop, a link to a folder read through another path, a broken link, a FIFO o
 folder it cannot list). Memory does not grow with the number of files or folders: a real folder
 is read by the walk of the one "base" (an input folder or a followed link target) it lies in,
 so only bases and files reached from outside a base (file arguments, file links) are remembered.
+
+`exclude` names paths the walk never reads and never reports: the engine's own outputs when they
+sit inside an input folder (the scores file, its lock, journal, store files, views, report). A path
+is compared by real path; an excluded folder excludes everything below it; a path that does not
+exist yet is fine.
 """
 
 from __future__ import annotations
@@ -30,8 +35,9 @@ class _Folder(str):
 
 
 class Walk:
-    def __init__(self, paths: Iterable[str | os.PathLike]) -> None:
+    def __init__(self, paths: Iterable[str | os.PathLike], exclude: Iterable[str | os.PathLike] = ()) -> None:
         self.inputs = [os.fspath(p) for p in paths]
+        self.excluded = frozenset(os.path.realpath(p) for p in exclude)
         self.bases: set[str] = set()  # real folders whose walk reads everything below them
         self.extra: set[str] = set()  # real files read from outside their folder's walk
         self.walked: set[str] = set()
@@ -45,6 +51,8 @@ class Walk:
                 self.bases.discard(base)
         for path, kind in kinds:
             real = os.path.realpath(path)
+            if self._excluded(real):
+                continue
             if kind == "dir":
                 if real in self.bases:
                     yield from self._walk(real)
@@ -80,6 +88,8 @@ class Walk:
             if not candidate(entry.name):
                 continue
             path = os.path.join(folder, entry.name)
+            if path in self.excluded:  # `folder` is real and not excluded: one look is enough
+                continue
             if entry.is_symlink():
                 yield from self._link(folder, path)
             elif entry.is_dir(follow_symlinks=False):
@@ -93,6 +103,8 @@ class Walk:
     def _link(self, folder: str, link: str) -> Iterator[str | ViewRecord]:
         kind = _kind(link)
         real = os.path.realpath(link)
+        if self._excluded(real):
+            return
         if kind == "file":
             yield from self._file(real)
         elif kind != "dir":
@@ -124,14 +136,28 @@ class Walk:
             names.append(os.path.basename(path))
             path = parent
 
+    def _excluded(self, real: str) -> bool:
+        """`real` is excluded, or lies in an excluded folder."""
+        if not self.excluded:
+            return False
+        path = real
+        while True:
+            if path in self.excluded:
+                return True
+            parent = os.path.dirname(path)
+            if parent == path:
+                return False
+            path = parent
+
     def _covered_by_other(self, base: str) -> bool:
         parent = os.path.dirname(base)
         return parent != base and self._covered(parent) and candidate(os.path.basename(base))
 
 
-def walk(paths: Iterable[str | os.PathLike]) -> Iterator[str | ViewRecord]:
-    """Real paths of the files to read, and records of what is not read, in a stable order."""
-    return iter(Walk(paths))
+def walk(paths: Iterable[str | os.PathLike], exclude: Iterable[str | os.PathLike] = ()) -> Iterator[str | ViewRecord]:
+    """Real paths of the files to read, and records of what is not read, in a stable order;
+    nothing at or below a path in `exclude` (module docstring)."""
+    return iter(Walk(paths, exclude))
 
 
 def _inside(path: str, ancestor: str) -> bool:

@@ -6,7 +6,9 @@ Faults stay with their file:
   retried once in a fresh pool; a view lost twice is retried alone in a one-process quarantine
   pool, and failed (worker_crash) only if it kills that worker twice: neighbours are never blamed;
 - a view that runs past the per-file time limit has its pool killed and is failed (timeout); the
-  other views of that pool are retried.
+  other views of that pool are retried. The limit counts from the moment a worker STARTS the view
+  (each worker reports it), so a worker's start-up and the wait in the pool's queue, both long on a
+  loaded machine, never count against a file.
 Workers never outlive the run: they ask the kernel for SIGKILL when their parent dies (Linux) and
 watch their parent's pid, so a killed `score` leaves no orphans holding its stdout.
 """
@@ -14,6 +16,7 @@ watch their parent's pid, so a killed `score` leaves no orphans holding its stdo
 from __future__ import annotations
 
 import ctypes
+import itertools
 import logging
 import multiprocessing
 import os
@@ -51,7 +54,11 @@ class _Task:
     view_id: int
     path: str
     attempts: int = 1
-    running_since: float | None = None  # first seen running (the time limit counts from here)
+    running_since: float | None = None  # when a worker started it (the time limit counts from here)
+    token: int = 0  # names the task in the workers' start reports; unique within a lane's pool
+
+
+_started: multiprocessing.queues.SimpleQueue | None = None  # in a worker: where starts are reported
 
 
 Task = Callable[[str, list[Size], PreprocessSettings], dict[Size, np.ndarray]]
@@ -68,25 +75,33 @@ class _Lane:
     def __init__(self, workers: int) -> None:
         self.workers = workers
         self.tasks: dict[Future, _Task] = {}
+        self._tokens = itertools.count(1)
         self.pool = self._new_pool()
 
-    def submit(self, task: _Task, *call) -> None:
-        self.tasks[self.pool.submit(*call)] = task
+    def submit(self, task: _Task, call: Callable, *args) -> None:
+        task.token, task.running_since = next(self._tokens), None
+        self.tasks[self.pool.submit(_reporting, task.token, call, *args)] = task
 
     def overdue(self, limit_s: float) -> list[Future]:
+        """The tasks a worker started more than `limit_s` ago (by the workers' own start reports:
+        `future.running()` is true already while a task waits in the pool's call queue)."""
+        self._read_starts()
         now = time.monotonic()
-        late = []
-        for future, task in self.tasks.items():
-            if task.running_since is None and future.running():
-                task.running_since = now
-            if task.running_since is not None and now - task.running_since > limit_s:
-                late.append(future)
-        return late
+        return [f for f, task in self.tasks.items()
+                if task.running_since is not None and now - task.running_since > limit_s]
+
+    def _read_starts(self) -> None:
+        by_token = {task.token: task for task in self.tasks.values()}
+        while not self.started.empty():
+            token, when = self.started.get()
+            if token in by_token:  # else it finished and was collected already
+                by_token[token].running_since = when
 
     def restart(self) -> list[_Task]:
         """Kill the workers, start fresh ones; returns the tasks that were still in the old pool."""
         _kill_workers(self.pool)
         self.pool.shutdown(wait=True, cancel_futures=True)
+        self.started.close()
         pending, self.tasks = list(self.tasks.values()), {}
         self.pool = self._new_pool()
         return pending
@@ -95,13 +110,18 @@ class _Lane:
         _kill_workers(self.pool)
         # wait=True: the pool's manager thread ends now, not in an exit handler whose pipes are gone
         self.pool.shutdown(wait=True, cancel_futures=True)
+        self.started.close()
         self.tasks.clear()
 
     def _new_pool(self) -> ProcessPoolExecutor:
         # spawn, not fork: the parent holds ONNX Runtime thread pools
         context = multiprocessing.get_context("spawn")
+        # A new queue per pool: a worker killed mid-report cannot leave a lock held for the next pool.
+        # SimpleQueue's put writes to the pipe at once (no feeder thread), so the report is out before
+        # the task runs, even one that then hangs holding the GIL.
+        self.started = context.SimpleQueue()
         return ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker,
-                                   initargs=(os.getpid(),))
+                                   initargs=(os.getpid(), self.started))
 
 
 class CpuPoolPreparer:
@@ -221,7 +241,9 @@ def _kill_workers(pool: ProcessPoolExecutor) -> None:
             process.kill()
 
 
-def _init_worker(parent_pid: int) -> None:
+def _init_worker(parent_pid: int, started: multiprocessing.queues.SimpleQueue) -> None:
+    global _started
+    _started = started
     cv2.setNumThreads(1)  # one view per process; threads would fight the other workers
     logging.getLogger("pydicom").setLevel(logging.CRITICAL)  # failures come back as our one-line errors
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
@@ -241,6 +263,14 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, daemon=True, name="parent-watchdog").start()
+
+
+def _reporting(token: int, call: Callable, *args):
+    """Runs in a worker: say when this task starts (time.monotonic is system-wide on Linux and
+    macOS, so the parent compares it with its own clock), then run it."""
+    if _started is not None:
+        _started.put((token, time.monotonic()))
+    return call(*args)
 
 
 def _timed(task: Task, path: str, sizes: list[Size], settings: PreprocessSettings) -> tuple[dict, float]:
