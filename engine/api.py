@@ -37,10 +37,10 @@ from mammo_batch.engine.ensemble import Ensemble
 from mammo_batch.engine.executors import EXECUTORS, Executor, make_executor
 from mammo_batch.engine.executors.local import SPAWN_GUARD
 from mammo_batch.engine.results.aggregate import BREAST_AGGS, STUDY_AGGS
-from mammo_batch.engine.results.lock import OutputLock, OutputLocked
+from mammo_batch.engine.results.lock import OutputLock, OutputLocked, lock_path
 from mammo_batch.engine.results.night import NightPlan, close_night, plan_night
 from mammo_batch.engine.results.schema import STUDY_FAILED, STUDY_PARTIAL
-from mammo_batch.engine.results.store import ResultStore, state_path, views_store_path
+from mammo_batch.engine.results.store import ResultStore, journal_dir, state_path, views_store_path
 from mammo_batch.engine.results.tables import Rules, scored_rows
 from mammo_batch.engine.runtimes import CHOICES as RUNTIMES
 from mammo_batch.engine.runtimes import RuntimeUnavailableError
@@ -81,6 +81,7 @@ class ScoreOptions:
     flush_every: int = 50  # journal part every N completed studies (what a crash can lose)
     time_limit_s: float = 300.0  # per file, decode + pixel path
     max_studies: int | None = None  # stop opening studies after this many (a time-boxed night); None = all
+    own_files: tuple[Path, ...] = ()  # set by score(): this run's outputs, never read as inputs
     progress: bool = True
     decoder: str = "auto"  # auto | cpu | nvimgcodec | dali (auto: nvimgcodec where a GPU and it exist)
     engine: str = "local"  # local | ray (a Ray cluster: engine/distributed)
@@ -134,6 +135,7 @@ def score(paths: str | os.PathLike | Iterable[str | os.PathLike], *, out: str | 
         raise RuntimeError(SPAWN_GUARD)
     options, paths, out = _arguments(paths, out, models, options, option_values)
     _check_paths(paths, out, options.views_out, options.report_out)
+    options = replace(options, own_files=_own_files(out, options))
     _check_sr_out(options.sr_out)
     _check_options(options)
     lock = OutputLock(out)
@@ -285,6 +287,14 @@ def _arguments(paths, out, models, options, option_values: dict[str, Any]) -> tu
     if not isinstance(models, Ensemble):
         _path(models, "models")
     return options, [_path(p, "paths") for p in paths], _path(out, "out")
+
+
+def _own_files(out: Path, options: ScoreOptions) -> tuple[Path, ...]:
+    """Everything this run writes: skipped by discovery when an output sits inside an input folder."""
+    own = [out, lock_path(out), journal_dir(out), Path(f"{journal_dir(out)}.removing"), views_store_path(out),
+           state_path(out)]
+    own += [p for p in (options.views_out, options.report_out, options.sr_out) if p is not None]
+    return tuple(own)
 
 
 def _path(value: object, name: str) -> Path:

@@ -22,6 +22,7 @@ from mammo_batch.engine.cli.options import (
     workers_option,
 )
 from mammo_batch.engine.dicom import DecodeError, discover
+from mammo_batch.engine.dicom.quiet import safe_error
 from mammo_batch.engine.dicom.record import ViewRecord
 from mammo_batch.engine.pixels import PreprocessSettings
 from mammo_batch.engine.pixels.voi import VOI_DICOM, VOI_MINMAX
@@ -114,7 +115,7 @@ def _prepare_one(path: str, size, settings) -> tuple[np.ndarray | None, str]:
     try:
         return prepare_file(path, [size], settings).inputs[size], ""
     except (DecodeError, ValueError) as exc:
-        return None, f"{type(exc).__name__}: {exc}"[:300]
+        return None, safe_error(exc, 300)
 
 
 def contact_sheet(tiles: list[tuple[str, np.ndarray]]) -> np.ndarray:

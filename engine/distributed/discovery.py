@@ -28,11 +28,11 @@ INDEX = "__index"
 
 
 def discover_on_ray(paths: Iterable[str | os.PathLike], views: Collection[str] | None = None,
-                    workers: int = 0) -> list[ViewRecord]:
+                    workers: int = 0, exclude: Iterable[str | os.PathLike] = ()) -> list[ViewRecord]:
     """What `engine.dicom.discover` finds, the headers read on the cluster (`workers` 0: as many tasks
     as fit). The listing is the local engine's own walk (real paths, folder links followed once,
     what is not followed reported), on the driver; the header reads, the slow part, are Ray tasks."""
-    walked = list(walk(paths))
+    walked = list(walk(paths, exclude))
     files = [(i, item) for i, item in enumerate(walked) if isinstance(item, str)]
     records: dict[int, ViewRecord] = {i: apply_policy(item, views) for i, item in enumerate(walked)
                                       if not isinstance(item, str)}

@@ -41,8 +41,7 @@ class LocalExecutor:
 
     def discover(self, paths: list[Path], options: Any) -> HeaderCatalog:
         try:
-            return discover(paths, views=options.view_filter, workers=options.workers,
-                            **_exclude(options))
+            return discover(paths, views=options.view_filter, workers=options.workers, exclude=options.own_files)
         except BrokenProcessPool:
             raise RuntimeError(SPAWN_GUARD) from None
 
@@ -59,7 +58,3 @@ class LocalExecutor:
             preparer.close()
         return scheduler.times, {}
 
-
-def _exclude(options: Any) -> dict[str, Any]:
-    """The run's own output files, never read as inputs (when discovery supports it)."""
-    return {}

@@ -38,7 +38,8 @@ class RayExecutor:
     def discover(self, paths: list[Path], options: Any) -> HeaderCatalog:
         from mammo_batch.engine.distributed import discover_on_ray
 
-        return HeaderCatalog.from_records(discover_on_ray(paths, views=options.view_filter, workers=options.workers))
+        records = discover_on_ray(paths, views=options.view_filter, workers=options.workers, exclude=options.own_files)
+        return HeaderCatalog.from_records(records)
 
     def score(self, jobs: Iterable[Study], ensemble: Ensemble, options: Any, sink: Sink,
               should_stop: Callable[[], bool]) -> tuple[StageTimes, dict[str, Any]]:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from mammo_batch.engine.dicom.quiet import safe_error
 from mammo_batch.engine.pixels import PreprocessSettings
 from mammo_batch.engine.prepare import prepare_file
 from mammo_batch.engine.schedule.preparer import (
@@ -165,7 +166,7 @@ class CpuPoolPreparer:
                     broken.add(id(lane))
                     lane.tasks[future] = task  # still pending: restart() hands it back
                 except Exception as exc:  # a bad file: this view only
-                    results.append(PreparedView(task.view_id, None, _describe(exc), REASON_DECODE_ERROR))
+                    results.append(PreparedView(task.view_id, None, safe_error(exc, 300), REASON_DECODE_ERROR))
                 else:
                     results.append(PreparedView(task.view_id, inputs, seconds=seconds))
         for lane in lanes:
@@ -230,9 +231,6 @@ class CpuPoolPreparer:
         if not self._solo.tasks:
             self._run(self._solo, self._quarantine.popleft())
 
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:300]
 
 
 def _kill_workers(pool: ProcessPoolExecutor) -> None:
