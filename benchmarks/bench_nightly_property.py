@@ -1,6 +1,6 @@
 """The long profile of the nightly-state property test: thousands of random sequences against the oracle.
 
-The same generator and oracle as tests/test_nightly_property.py (tests/nightly_world.py,
+The same generator and oracle as tests/engine/results/test_nightly_property.py (tests/nightly_world.py,
 tests/nightly_oracle.py), many more sequences. Progress goes to stdout and to
 benchmarks/results/nightly_property.json after every sequence (so a run cut short still reports how
 far it got); a mismatch stops the run and prints the sequence's log and seed to reproduce it.

@@ -2,7 +2,7 @@
 
 pydicom's own RLE encoder is pure Python: ~20 s for one noisy 16-bit 3328x2560 view.
 This one runs the same algorithm on whole arrays (well under a second) and produces
-byte-identical output (tests/test_synth.py compares them), so files do not depend on
+byte-identical output (tests/synth/test_synth.py compares them), so files do not depend on
 which encoder made them.
 
 The algorithm, per byte segment (most significant byte first) and per row (rows are

@@ -21,7 +21,7 @@ import pytest
 from mammo_batch.engine.dicom.decode import read_and_decode
 from mammo_batch.engine.pixels import PreprocessSettings, plan_view, render
 
-GOLDEN = json.loads((Path(__file__).parent / "data" / "pixel_path_golden.json").read_text())
+GOLDEN = json.loads((Path(__file__).resolve().parents[2] / "data" / "pixel_path_golden.json").read_text())
 SIZES = [(256, 128), (192, 160)]
 
 

@@ -1,7 +1,7 @@
 """`mammo-batch demo` end to end at a tiny size (synthesize, train 2 folds, build, score), and the
 training it rests on being repeatable: the same seed and thread count give the same model, bit for
 bit, on one machine. No AUC threshold here (a tiny model on 12 studies proves nothing about
-learning; tests/test_train_build.py checks that at the demo's size)."""
+learning; tests/build/test_train_build.py checks that at the demo's size)."""
 
 from __future__ import annotations
 

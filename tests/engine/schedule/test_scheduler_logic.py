@@ -1,5 +1,5 @@
 """The Scheduler's logic with an in-process preparer (no processes: they are not the subject here;
-tests/test_scheduler.py runs real pools for crashes, hangs and time limits): batching across
+tests/engine/schedule/test_scheduler.py runs real pools for crashes, hangs and time limits): batching across
 studies, the idle flush of a partial batch, the bound on views in flight, and a stop request.
 
 A view's "path" is `<study>/<value>`; the fake preparer fills its image with `value`, and the member

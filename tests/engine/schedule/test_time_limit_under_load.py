@@ -1,5 +1,5 @@
 """The per-file time limit and the signal handling on a loaded machine: the same tests as
-tests/test_scheduler.py and tests/test_cli_faults.py, run while two processes burn a CPU each.
+tests/engine/schedule/test_scheduler.py and tests/e2e/test_cli_faults.py, run while two processes burn a CPU each.
 
 On a busy 2-core machine a spawned worker takes seconds to start; that time (and the wait in the
 pool's queue) must never count against a file's time limit (engine/schedule/cpu_pool.py), and a

@@ -117,7 +117,7 @@ def write_member_bundle(directory: Path, exported: Exported) -> Path:
     write_bundle(directory, Bundle(
         name="export-test", created="2026-01-01T00:00:00Z", members=(member,), threshold=0.5,
         description="randomly initialised test model, not a clinical model",
-        provenance={"written_by": "tests/test_export.py"}))
+        provenance={"written_by": "tests/build/test_export.py"}))
     return directory
 
 

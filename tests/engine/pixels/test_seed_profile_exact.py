@@ -1,7 +1,7 @@
 """The seed profile's last steps compared EXACTLY, on real CBIS-DDSM mammograms: from the seed's
 2048 x 1024 PNG (seed_png) the seed's own code is a bilinear cv2.resize and a per-image min-max to
 0..255 truncated by `.astype(np.uint8)`, and the same float64 arithmetic here gives the same bits.
-tests/test_seed_profile.py allows +-1 per pixel for the whole pipeline (decoders and contours
+tests/engine/pixels/test_seed_profile.py allows +-1 per pixel for the whole pipeline (decoders and contours
 differ in places), which would let rounding instead of truncating pass on 12-23% of pixels."""
 
 from __future__ import annotations

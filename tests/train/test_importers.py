@@ -64,7 +64,7 @@ def encoder_state(model: torch.nn.Module) -> dict:
     return {k: v for k, v in model.state_dict().items() if not k.startswith("_fc.")}  # Mammo-CLIP has no _fc
 
 
-AUTHORS_SAVE = Path(__file__).with_name("mammo_clip_trainer_save.py")
+AUTHORS_SAVE = Path(__file__).resolve().parents[1] / "mammo_clip_trainer_save.py"
 CONFIGS = {"b2": "pre_train_b2_clip", "b5": "pre_train_b5_clip"}
 
 
