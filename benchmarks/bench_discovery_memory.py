@@ -29,7 +29,7 @@ PLACEHOLDERS = {"patient": b"PID0000000", "accession": b"ACC0000000",
 VIEWS = [("L", "CC"), ("L", "MLO"), ("R", "CC"), ("R", "MLO")]
 
 
-def template(lat: str, view: str) -> bytes:
+def template(lat: str, view: str, header_only: bool = False) -> bytes:
     from mammo_batch.synth import make_view_dataset
 
     ds = make_view_dataset(np.full((4, 4), 100, np.uint16), "hologic", lat, view,
@@ -38,14 +38,16 @@ def template(lat: str, view: str) -> bytes:
                            study_instance_uid=PLACEHOLDERS["study"].decode(),
                            sop_instance_uid=PLACEHOLDERS["sop"].decode(),
                            transfer_syntax="ExplicitVRLittleEndian")
+    if header_only:
+        del ds.PixelData
     with tempfile.NamedTemporaryFile(suffix=".dcm") as handle:
         ds.save_as(handle.name, enforce_file_format=True)
         return Path(handle.name).read_bytes()
 
 
-def generate(root: Path, n_files: int) -> None:
-    templates = [template(lat, view) for lat, view in VIEWS]
-    for study in range(n_files // len(VIEWS)):
+def generate(root: Path, n_files: int, first_study: int = 0, header_only: bool = False) -> None:
+    templates = [template(lat, view, header_only) for lat, view in VIEWS]
+    for study in range(first_study, first_study + n_files // len(VIEWS)):
         folder = root / f"{study // 1000:04d}" / f"{study:07d}"
         folder.mkdir(parents=True)
         for index, data in enumerate(templates):

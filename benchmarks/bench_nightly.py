@@ -27,39 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
-PLACEHOLDERS = {"patient": b"PID0000000", "accession": b"ACC0000000",
-                "study": b"1.2.826.0.1.3680043.9.7.1000000000", "sop": b"1.2.826.0.1.3680043.9.7.2000000000"}
-VIEWS = [("L", "CC"), ("L", "MLO"), ("R", "CC"), ("R", "MLO")]
-
-
-def template(lat: str, view: str) -> bytes:
-    from mammo_batch.synth import make_view_dataset
-
-    ds = make_view_dataset(np.full((4, 4), 100, np.uint16), "hologic", lat, view,
-                           patient_id=PLACEHOLDERS["patient"].decode(),
-                           accession_number=PLACEHOLDERS["accession"].decode(),
-                           study_instance_uid=PLACEHOLDERS["study"].decode(),
-                           sop_instance_uid=PLACEHOLDERS["sop"].decode(),
-                           transfer_syntax="ExplicitVRLittleEndian")
-    del ds.PixelData  # header only
-    with tempfile.NamedTemporaryFile(suffix=".dcm") as handle:
-        ds.save_as(handle.name, enforce_file_format=True)
-        return Path(handle.name).read_bytes()
-
-
-def generate(root: Path, n_files: int, first_study: int = 0) -> None:
-    """4 files per study, one study per folder, identifiers patched into copies of 4 templates."""
-    templates = [template(lat, view) for lat, view in VIEWS]
-    for study in range(first_study, first_study + n_files // len(VIEWS)):
-        folder = root / f"{study // 1000:04d}" / f"{study:07d}"
-        folder.mkdir(parents=True)
-        for index, data in enumerate(templates):
-            for name, value in PLACEHOLDERS.items():
-                number = study * len(VIEWS) + index if name == "sop" else study
-                data = data.replace(value, value[:-7] + b"%07d" % number)
-            (folder / f"{index}.dcm").write_bytes(data)
+VIEWS_PER_STUDY = 4
 
 
 def measure(roots: list[str], out: str, workers: int) -> dict:
@@ -99,6 +67,8 @@ def main() -> None:
         print(json.dumps(measure(args.roots, args.measure, args.workers)))
         return
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_discovery_memory import generate  # the same file generator, header-only here
     from onnx_members import write_test_bundle
 
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-nightly-"))
@@ -107,7 +77,7 @@ def main() -> None:
     try:
         for n in (int(s) for s in args.sizes.split(",")):
             root = work / f"n{n}"
-            generate(root, n)
+            generate(root, n, header_only=True)
             out = work / f"out{n}" / "scores.parquet"
             out.parent.mkdir()
             night = run([root], out, args.workers, bundle) | {"size": n}
@@ -115,7 +85,7 @@ def main() -> None:
             nights.append(night)
             last_root, last_out, last_n = root, out, n
         new = work / "incoming"
-        generate(new, last_n // 100, first_study=10_000_000 // len(VIEWS))
+        generate(new, last_n // 100, first_study=10_000_000 // VIEWS_PER_STUDY, header_only=True)
         second = run([new], last_out, args.workers, bundle)
         alone_out = work / "alone" / "scores.parquet"
         alone_out.parent.mkdir()
