@@ -169,7 +169,7 @@ def _run(executor: Executor, paths: list[Path], out: Path, ensemble: Ensemble, r
     bundles = {**stored.bundles, ensemble.bundle.id: rules}
     _warn_other_bundles(stored, ensemble.bundle.id, options)
     plan = plan_night(catalog, stored, [str(p) for p in paths], ensemble.bundle.id, options.study_key, seen_at,
-                      options.rescore)
+                      options.rescore, options.view_filter)
     summary.file_counts = {k: v for k, v in plan.counts.items() if not k.startswith("studies")}
     summary.studies = plan.counts["studies_in_scope"]
     to_score = plan.counts["studies_to_score"]

@@ -78,7 +78,7 @@ class Oracle:
                 if not excluded:
                     planned.add(path)
         keys = self._keys()
-        planned |= self._bundle_rule(night, found, keys)
+        planned |= self._bundle_rule(night, found, keys, disk)
         if night.max_studies is not None:
             self._stop_after(night.max_studies, planned, earlier, self._keys())
         keys = self._keys()
@@ -123,17 +123,28 @@ class Oracle:
             keys.update((p, key) for p in paths)
         return keys
 
-    def _bundle_rule(self, night: Night, found: dict[str, Meta], keys: dict[str, str]) -> set[str]:
+    def _bundle_rule(self, night: Night, found: dict[str, Meta], keys: dict[str, str],
+                     disk: dict[str, Meta]) -> set[str]:
+        """A touched study with files of another bundle is rescored whole; its files outside tonight's
+        roots are read again from disk (they may have changed) or are gone."""
         touched = {keys[p] for p in found}
         mixed = {keys[p] for p, row in self.rows.items() if row.scored and row.bundle != night.bundle}
         rescored = set()
         for path in [p for p in self.rows if keys[p] in touched & mixed]:
-            if not os.path.exists(path):
+            if path in found:
+                row = self.rows[path]
+                if not row.excluded:
+                    self.rows[path] = replace(row, bundle=night.bundle, scored=not row.meta.damaged)
+                    rescored.add(path)
+                continue
+            if path not in disk:
                 del self.rows[path]
                 continue
-            row = self.rows[path]
-            if not row.excluded:
-                self.rows[path] = replace(row, bundle=night.bundle, scored=not row.meta.damaged)
+            meta, stat = disk[path], os.stat(path)
+            excluded = night.views is not None and meta.view not in night.views
+            self.rows[path] = Row(meta, stat.st_size, stat.st_mtime_ns, night.bundle,
+                                  scored=not meta.damaged and not excluded, excluded=excluded)
+            if not excluded:
                 rescored.add(path)
         return rescored
 

@@ -15,7 +15,7 @@ Studies wholly outside tonight's roots keep their bundle and that bundle's rules
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -25,10 +25,21 @@ import pyarrow.compute as pc
 
 from mammo_batch.engine.dicom.catalog import SCHEMA as RECORD_SCHEMA
 from mammo_batch.engine.dicom.catalog import HeaderCatalog
+from mammo_batch.engine.dicom.header import read_view
+from mammo_batch.engine.dicom.policy import apply_policy
 from mammo_batch.engine.dicom.record import STATUS_OK, ViewRecord
 from mammo_batch.engine.results.derive import derived_scores, derived_views
-from mammo_batch.engine.results.schema import BUNDLE_ID, PATH, PROB, STATUS, STUDY_KEY
-from mammo_batch.engine.results.state import FOUND, SCORABLE, TO_SCORE, Night, align, reconcile, union_schema
+from mammo_batch.engine.results.schema import BUNDLE_ID, LAST_SEEN, PATH, PROB, SCORED_AT, STATUS, STUDY_KEY
+from mammo_batch.engine.results.state import (
+    FOUND,
+    SCORABLE,
+    TO_SCORE,
+    Night,
+    align,
+    catalog_rows,
+    reconcile,
+    union_schema,
+)
 from mammo_batch.engine.results.store import Stored, latest_per_path
 from mammo_batch.engine.results.tables import Rules
 from mammo_batch.engine.studies import Study, plan_studies
@@ -52,12 +63,12 @@ class NightPlan:
 
 
 def plan_night(catalog: HeaderCatalog, stored: Stored, roots: Sequence[str], bundle_id: str, study_key_mode: str,
-               seen_at: datetime, rescore: bool = False) -> NightPlan:
+               seen_at: datetime, rescore: bool = False, views: Collection[str] | None = None) -> NightPlan:
     found = pa.Table.from_batches(list(catalog.batches()), schema=RECORD_SCHEMA)
     found = found.append_column(SCORABLE, pc.equal(found[STATUS], STATUS_OK))
     night: Night = reconcile(found, stored.rows, roots, bundle_id, seen_at, rescore)
     rows = with_study_keys(night.rows, study_key_mode)
-    rows, gone = _rescore_other_bundles(rows, bundle_id)
+    rows, gone = _rescore_other_bundles(rows, bundle_id, views, seen_at, study_key_mode)
     counts = dict(night.counts)
     counts["gone"] += gone
     touched = rows.filter(rows[FOUND])[STUDY_KEY]
@@ -99,9 +110,11 @@ def close_night(plan: NightPlan, scored: list[pa.Table], bundles: dict[str, Rule
     return Closed(rows, views, scores, merged, not_seen)
 
 
-def _rescore_other_bundles(rows: pa.Table, bundle_id: str) -> tuple[pa.Table, int]:
+def _rescore_other_bundles(rows: pa.Table, bundle_id: str, views: Collection[str] | None, seen_at: datetime,
+                           mode: str) -> tuple[pa.Table, int]:
     """Mark every scorable file of a study touched tonight that another bundle scored (the bundle rule).
-    Files outside the scope are read by their stored path; those that no longer exist are gone."""
+    Files outside the scope are read again by their stored path, header and view policy included (the
+    file may have changed since it was stored); those that no longer exist are gone."""
     other = pc.and_(pc.is_valid(rows[PROB]), pc.not_equal(rows[BUNDLE_ID], bundle_id))
     touched = pc.unique(rows.filter(rows[FOUND])[STUDY_KEY])
     mixed = pc.unique(rows.filter(pc.fill_null(other, False))[STUDY_KEY])
@@ -109,13 +122,28 @@ def _rescore_other_bundles(rows: pa.Table, bundle_id: str) -> tuple[pa.Table, in
     if len(studies) == 0:
         return rows, 0
     hit = pc.and_(pc.is_in(rows[STUDY_KEY], value_set=studies), pc.not_equal(rows[STUDY_KEY], ""))
-    outside = pc.and_(hit, pc.invert(rows[FOUND]))
-    paths = rows.filter(outside)[PATH].to_pylist()
-    missing = pa.array([p for p in paths if not os.path.exists(p)], pa.string())
-    rows = rows.filter(pc.invert(pc.is_in(rows[PATH], value_set=missing)))
+    outside = rows.filter(pc.and_(hit, pc.invert(rows[FOUND])))[PATH].to_pylist()
+    reread = [apply_policy(read_view(path), views) for path in outside if os.path.exists(path)]
+    rows = rows.filter(pc.invert(pc.is_in(rows[PATH], value_set=pa.array(outside, pa.string()))))
+    if reread:
+        fresh = pa.Table.from_pylist([r.to_dict() for r in reread], schema=RECORD_SCHEMA)
+        fresh = catalog_rows(fresh)
+        fresh = _set(fresh, BUNDLE_ID, pa.array([bundle_id] * fresh.num_rows, pa.string()))
+        for name in (SCORED_AT, LAST_SEEN):
+            fresh = _set(fresh, name, pa.array([seen_at] * fresh.num_rows, fresh.schema.field(name).type))
+        fresh = fresh.append_column(TO_SCORE, fresh[SCORABLE]).append_column(
+            FOUND, pa.array([False] * fresh.num_rows))
+        schema = union_schema(rows)
+        rows = pa.concat_tables([rows, align(fresh, pa.schema([*schema, pa.field(TO_SCORE, pa.bool_()),
+                                                                 pa.field(FOUND, pa.bool_())]))])
+    rows = with_study_keys(rows, mode)  # a file read again may have another header now
     hit = pc.and_(pc.is_in(rows[STUDY_KEY], value_set=studies), pc.not_equal(rows[STUDY_KEY], ""))
     rescore = pc.or_(rows[TO_SCORE], pc.and_(hit, rows[SCORABLE]))
-    return rows.set_column(rows.schema.get_field_index(TO_SCORE), TO_SCORE, rescore), len(missing)
+    return rows.set_column(rows.schema.get_field_index(TO_SCORE), TO_SCORE, rescore), len(outside) - len(reread)
+
+
+def _set(table: pa.Table, name: str, values) -> pa.Table:
+    return table.set_column(table.schema.get_field_index(name), name, values)
 
 
 def _earlier_rows(stored: pa.Table, paths: pa.ChunkedArray) -> pa.Table:
