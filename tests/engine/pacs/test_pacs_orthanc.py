@@ -197,6 +197,7 @@ def test_basic_auth_and_bearer_token_come_from_the_environment_and_never_show(tm
             from mammo_batch.engine.pacs.pull import pull
 
             caplog.set_level(logging.DEBUG)
+            caplog.set_level(logging.DEBUG, logger="dicomweb_client")  # an in-process CLI run may have quietened it
             monkeypatch.setenv("MAMMO_BATCH_DICOMWEB_TOKEN", token)
             counts = pull(dicomweb_client(gate.dicomweb), date(1900, 1, 1), None, tmp_path / "d")
             assert counts.fetched == 1 and "GET: " in caplog.text and token not in caplog.text
