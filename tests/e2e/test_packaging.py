@@ -27,6 +27,9 @@ def test_wheel_contains_only_the_mammo_batch_namespace(tmp_path: Path) -> None:
     for sub in ("engine", "train", "build", "synth", "bench"):
         assert f"mammo_batch/{sub}/__init__.py" in names
     assert "mammo_batch/engine/pixels/pipeline.py" in names
+    for folder in ("engine", "train", "build", "synth", "bench"):  # every subpackage travels in the wheel
+        for init in (ROOT / folder).rglob("__init__.py"):
+            assert f"mammo_batch/{init.relative_to(ROOT).as_posix()}" in names, init
     assert not any("/tests/" in name or name.startswith("benchmarks/") for name in names)
     assert not (ROOT / "build" / "lib").exists(), "setuptools wrote its build tree into build/"
 
