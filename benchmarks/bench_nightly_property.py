@@ -30,9 +30,8 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=1000)
     args = parser.parse_args()
     sys.path.insert(0, str(TESTS))
-    from nightly_world import calibrate, run_sequence
+    from nightly_world import BUNDLES, calibrate, run_sequence
     from onnx_members import write_test_bundle
-    from test_nightly_property import BUNDLES
 
     from mammo_batch import Ensemble
 

@@ -22,6 +22,13 @@ from nightly_oracle import Meta, Night, Oracle
 import mammo_batch
 from mammo_batch.synth import make_view_dataset, phantom_view
 
+# Two test bundles (tests/onnx_members.py): members that see the mean intensity, thresholds apart.
+BUNDLES = {
+    "first": dict(members=[dict(name="wide", height=48, width=24, weight=8.0, bias=-3.0),
+                           dict(name="upper", height=32, width=16, weight=6.0, bias=-2.0, region=(0, 16, 0, 8))],
+                  threshold=0.5),
+    "second": dict(members=[dict(name="wide", height=48, width=24, weight=5.0, bias=-2.0)], threshold=0.4),
+}
 SIZE = (96, 80)
 CONTENTS = 5
 VIEWS = ("CC", "MLO")

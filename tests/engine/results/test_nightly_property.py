@@ -13,21 +13,13 @@ import os
 from pathlib import Path
 
 import pytest
-from nightly_world import calibrate, run_sequence
+from nightly_world import BUNDLES, calibrate, run_sequence
 from onnx_members import write_test_bundle
 
 from mammo_batch import Ensemble
 
 SEQUENCES = int(os.environ.get("MAMMO_BATCH_PROPERTY_SEQUENCES", "20"))
 NIGHTS = 4
-BUNDLES = {
-    "first": dict(members=[dict(name="wide", height=48, width=24, weight=8.0, bias=-3.0),
-                           dict(name="upper", height=32, width=16, weight=6.0, bias=-2.0, region=(0, 16, 0, 8))],
-                  threshold=0.5),
-    "second": dict(members=[dict(name="wide", height=48, width=24, weight=5.0, bias=-2.0)], threshold=0.4),
-}
-
-
 @pytest.fixture(scope="module")
 def world_setup(tmp_path_factory):
     folder = tmp_path_factory.mktemp("nightly")
