@@ -107,6 +107,9 @@ def _fill(record: ViewRecord, ds: Dataset, file_size: int) -> ViewRecord:
         if record.modality == "MG" or is_mammography_class(record.sop_class_uid):
             # a mammogram without its pixels (cut short, or a broken export) should have scored
             return fail(record, "no_pixel_data", "a mammogram header without pixel data (cut short?)")
+        if not record.modality and not _registered(record.sop_class_uid):  # real objects name one: cut short
+            return fail(record, "no_pixel_data", "a header without pixel data, a modality or a known SOP class "
+                        "(cut short?)")
         if (record.rows and record.columns) or is_image_class(record.sop_class_uid):
             return skip(record, "not_mammogram", "an image of another modality, without pixel data")
         return skip(record, "no_pixel_data")
@@ -119,6 +122,11 @@ def _fill(record: ViewRecord, ds: Dataset, file_size: int) -> ViewRecord:
     if _native_too_short(ds, record, file_size):
         return fail(record, "truncated")
     return record
+
+
+def _registered(uid: str) -> bool:
+    """Whether `uid` is a SOP class of the DICOM standard (pydicom's UID dictionary names it)."""
+    return bool(uid) and pydicom.uid.UID(uid).name != uid
 
 
 def _text(ds: Dataset, keyword: str) -> str:

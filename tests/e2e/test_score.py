@@ -83,7 +83,7 @@ def test_scores_match_an_independent_computation(studies, bundle, tmp_path):
     result = run_score(str(studies), "--out", str(out), "--models", str(bundle),
                        "--views", str(views_out))
     assert result.returncode == 0, result.stderr
-    assert "runtime: onnxruntime-cpu" in result.stderr
+    assert "runtime: onnxruntime-cpu" in result.stdout
     scores = read_scores(out)
     expected_views_df = expected_views(studies, bundle)
     expected = expected_scores(expected_views_df)
@@ -149,7 +149,7 @@ def test_rerun_skips_unchanged_and_rescores_changed_studies(bundle, tmp_path):
     assert run_score(str(root), "--out", str(out), "--models", str(bundle)).returncode == 0
     first = read_scores(out)
     again = run_score(str(root), "--out", str(out), "--models", str(bundle))
-    assert again.returncode == 0 and "4 unchanged" in again.stderr
+    assert again.returncode == 0 and "4 unchanged" in again.stdout
     pd.testing.assert_frame_equal(read_scores(out), first)
     # a study gains a view: only that one is rescored
     folder = sorted(p for p in root.iterdir() if p.is_dir())[0]
@@ -158,7 +158,7 @@ def test_rerun_skips_unchanged_and_rescores_changed_studies(bundle, tmp_path):
                            patient_id=first.loc[folder.name, "patient_id"])
     ds.save_as(folder / "extra.dcm", enforce_file_format=True)
     third = run_score(str(root), "--out", str(out), "--models", str(bundle))
-    assert third.returncode == 0 and "3 unchanged" in third.stderr, third.stderr
+    assert third.returncode == 0 and "3 unchanged" in third.stdout, third.stdout
     after = read_scores(out)
     assert after.loc[folder.name, "n_views"] == first.loc[folder.name, "n_views"] + 1
     assert after.loc[folder.name, "fingerprint"] != first.loc[folder.name, "fingerprint"]
