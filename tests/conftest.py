@@ -22,12 +22,21 @@ from __future__ import annotations
 
 import inspect
 import re
+import sys
 from collections.abc import Callable, Iterator
 from functools import cache
 from importlib import resources
 from pathlib import Path
 
 import pytest
+
+# Test modules import helpers from each other across the package folders (test_ray uses test_score's
+# corrupt copy, ...): every test folder is importable whatever order pytest collects them in (module
+# names are unique across folders).
+_TESTS = Path(__file__).resolve().parent
+for _folder in sorted({p.parent for p in _TESTS.rglob("test_*.py")}):
+    if str(_folder) not in sys.path:
+        sys.path.append(str(_folder))
 
 # By module file name (no folder): modules whose subject is a real process or a cluster, and modules
 # of end-to-end runs through the CLI that take minutes together on a busy 2-core machine.
