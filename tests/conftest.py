@@ -44,6 +44,7 @@ MODULE_MARKS: dict[str, tuple[str, ...]] = {
     "test_ray.py": ("ray",),
     "test_cli_faults.py": ("process",),
     "test_scheduler.py": ("process",),  # real spawned pools: crash, hang, time limit
+    "test_executor_scenarios.py": ("process",),  # the same crash, hang and SIGTERM on both executors
     "test_time_limit_under_load.py": ("process", "slow"),
     "test_demo.py": ("torch", "slow"),
     "test_score.py": ("slow",),  # ~8 CLI runs (measured 7 min of a 24 min fast tier at load 12)
@@ -181,3 +182,32 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[str]:
+    """One Ray for the session (starting one costs seconds); yields its address for child processes.
+
+    It declares 4 logical CPUs on any machine, as Ray Data hangs when actors hold every CPU (ray issue
+    #44687, ../shared/reference/ray.md §4). MAMMO_BATCH_TEST_RAY_ADDRESS connects to a running cluster
+    instead (benchmarks/ray_two_nodes.py runs the Ray tests on a two-node cluster so). Its workers
+    import tests/worker_tasks.py (scripted per-view tasks): the tests folder is on their PYTHONPATH.
+    """
+    import os
+
+    import ray
+    from ray.data import DataContext
+
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_TESTS), os.environ.get("PYTHONPATH")]))
+    address = os.environ.get("MAMMO_BATCH_TEST_RAY_ADDRESS")
+    if address:
+        ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+    else:
+        ray.init(num_cpus=4, include_dashboard=False, object_store_memory=256 * 1024**2,
+                 logging_level="WARNING", log_to_driver=False)
+    context = DataContext.get_current()
+    timeout = context.execution_no_progress_timeout_s
+    context.execution_no_progress_timeout_s = 120  # a hang fails the test instead of stalling CI
+    yield ray.get_runtime_context().gcs_address
+    context.execution_no_progress_timeout_s = timeout
+    ray.shutdown()

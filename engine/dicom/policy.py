@@ -40,6 +40,7 @@ REASONS = {
     "decode_error": "the pixel data could not be decoded",
     "worker_crash": "the worker process preparing the view died twice on it",
     "timeout": "preparing the view took longer than the per-file time limit",
+    "not_readable_on_node": "--engine ray: the node preparing the view could not open the path",
 }
 # Study-level reasons (a study, not a file, is affected).
 STUDY_REASONS = {

@@ -30,9 +30,14 @@ def ray_session(address: str | None = None, quiet: bool = False) -> Iterator[Non
         options.update(num_cpus=max(MIN_LOCAL_CPUS, os.cpu_count() or 1), include_dashboard=False)
         log.info("no Ray address given (--ray-address or RAY_ADDRESS): starting a local Ray for this run")
     ray.init(**options)
+    data_log = logging.getLogger("ray.data")  # Ray Data logs every dataset's plan and progress at INFO
+    level = data_log.level
+    if quiet:
+        data_log.setLevel(logging.WARNING)
     try:
         yield
     finally:
+        data_log.setLevel(level)
         ray.shutdown()
 
 

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import socket
 
+import ray
 
-def node_name() -> str:
-    return socket.gethostname()
+
+def node_id() -> str:
+    """The Ray node this runs on (several nodes can share a host name: a test cluster on one machine)."""
+    return ray.get_runtime_context().get_node_id()
 
 
 def unreadable_here(path: str) -> str:
-    """"" when this node can read `path`; else why not, naming the node (paths must be on a filesystem
+    """"" when this node can read `path`; else why not, naming the host (paths must be on a filesystem
     every node mounts)."""
     try:
         with open(path, "rb"):
             return ""
     except OSError as exc:
-        return f"node {node_name()} cannot read this path ({exc.strerror or type(exc).__name__}); " \
+        return f"node {socket.gethostname()} cannot read this path ({exc.strerror or type(exc).__name__}); " \
                "inputs must be on a filesystem every Ray node mounts"
-

@@ -8,9 +8,7 @@ from typing import Any
 import ray
 from ray.data import ActorPoolStrategy, TaskPoolStrategy
 
-# A CPU-only scorer actor reserves at least this many CPUs. Besides giving ONNX Runtime its threads,
-# it keeps the decode tasks (1 CPU) from being fused into the actor: Ray Data fuses task -> actor
-# stages with equal resource requests, which would decode serially inside the actors.
+# A CPU-only scorer actor reserves at least this many CPUs: ONNX Runtime's threads.
 MIN_SCORER_CPUS = 2
 
 
@@ -18,6 +16,15 @@ def cpu_tasks(workers: int) -> dict[str, Any]:
     """A stage of 1-CPU tasks; `workers` caps how many run at once (0: as many as the cluster fits)."""
     compute = TaskPoolStrategy(size=workers) if workers else TaskPoolStrategy()
     return {"compute": compute, "num_cpus": 1}
+
+
+def prepare_actors(workers: int, scorer: dict[str, Any]) -> dict[str, Any]:
+    """A pool of 1-CPU prepare actors: `workers` of them, else the CPUs the scorer actors leave free."""
+    if not workers:
+        scorer_cpus = scorer["num_cpus"] * scorer["compute"].max_size
+        workers = max(1, int(ray.cluster_resources().get("CPU", 1)) - scorer_cpus)
+    return {"compute": ActorPoolStrategy(min_size=1, max_size=workers), "num_cpus": 1,
+            "runtime_env": {"env_vars": {"RAY_kill_child_processes_on_worker_exit": "false"}}}
 
 
 def scorer_actors(threads: int | None) -> tuple[dict[str, Any], int | None]:

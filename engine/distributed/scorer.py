@@ -1,7 +1,7 @@
 """The ensemble as a Ray Data callable class: each actor loads the members once (Ensemble.load, the
 same Runtime.load as the local engine) and scores batches of view rows from any studies.
 
-Out go per-view rows without images: (job, position, reason, error, seconds, node) as they came in,
+Out go per-view rows without images: (view_id, reason, error, seconds, node) as they came in,
 one probability column per member (NaN for views that failed to prepare), and where the work ran.
 """
 
@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import ray
 
-from mammo_batch.engine.distributed.decode import image_column
-from mammo_batch.engine.distributed.nodes import node_name
+from mammo_batch.engine.distributed.nodes import node_id
+from mammo_batch.engine.distributed.prepare import image_column
 from mammo_batch.engine.ensemble import Ensemble
 
-PASSED_ON = ("job", "position", "reason", "error", "seconds", "node")
+PASSED_ON = ("view_id", "reason", "error", "seconds", "node")
 
 
 def prob_column(index: int) -> str:
@@ -30,7 +30,7 @@ class EnsembleScorer:
         self.ensemble = Ensemble.load(Path(bundle_dir), runtime, threads)
         context = ray.get_runtime_context()
         self.actor = context.get_actor_id() or ""
-        self.node = node_name()
+        self.node = node_id()
         self.gpus = ",".join(str(g) for g in ray.get_gpu_ids())
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -15,6 +15,7 @@ from mammo_batch.engine.dicom.decoders import DecoderUnavailableError, choose_de
 from mammo_batch.engine.ensemble import Ensemble
 from mammo_batch.engine.executors.base import Sink
 from mammo_batch.engine.schedule.choose import make_preparer
+from mammo_batch.engine.schedule.cpu_pool import Task, prepare_inputs
 from mammo_batch.engine.schedule.run import Scheduler, SchedulerOptions, StageTimes
 from mammo_batch.engine.studies import Study
 
@@ -27,7 +28,12 @@ SPAWN_GUARD = ("a worker process died while starting. If you call mammo_batch.sc
 
 
 class LocalExecutor:
+    """`task` is the per-view work of the CPU worker pool (module level: spawned workers import it)."""
+
     name = "local"
+
+    def __init__(self, task: Task = prepare_inputs) -> None:
+        self.task = task
 
     def refusal(self, options: Any) -> str | None:
         try:
@@ -49,7 +55,7 @@ class LocalExecutor:
               should_stop: Callable[[], bool]) -> tuple[StageTimes, dict[str, Any]]:
         preparer, decoder_reason = make_preparer(options.decoder, ensemble.sizes, ensemble.settings,
                                                  ensemble.runtime.accepts_device_arrays, options.workers,
-                                                 options.batch_size, options.time_limit_s)
+                                                 options.batch_size, options.time_limit_s, task=self.task)
         log.info("decoder: %s", decoder_reason)
         scheduler = Scheduler(ensemble.by_size, preparer, SchedulerOptions(batch_size=options.batch_size))
         try:

@@ -11,14 +11,18 @@ from typing import Any
 from mammo_batch.engine.dicom.catalog import HeaderCatalog
 from mammo_batch.engine.ensemble import Ensemble
 from mammo_batch.engine.executors.base import Sink
+from mammo_batch.engine.schedule.cpu_pool import Task, prepare_inputs
 from mammo_batch.engine.schedule.run import StageTimes
 from mammo_batch.engine.studies import Study
 
-DEFAULT_TIME_LIMIT_S = 300.0
-
 
 class RayExecutor:
+    """`task` is the per-view work of the prepare actors (module level: their worker processes import it)."""
+
     name = "ray"
+
+    def __init__(self, task: Task = prepare_inputs) -> None:
+        self.task = task
 
     def refusal(self, options: Any) -> str | None:
         """What the Ray pipeline does not do is refused, never silently ignored."""
@@ -26,8 +30,6 @@ class RayExecutor:
             return "--engine ray needs Ray: pip install 'mammo-batch[ray]'"
         if options.decoder not in ("auto", "cpu"):
             return f"--engine ray decodes on the CPU of each node: --decoder {options.decoder} is not supported there"
-        if options.time_limit_s != DEFAULT_TIME_LIMIT_S:
-            return "--engine ray has no per-file time limit: --time-limit is not supported there"
         return None
 
     def session(self, options: Any) -> AbstractContextManager:
@@ -43,8 +45,9 @@ class RayExecutor:
 
     def score(self, jobs: Iterable[Study], ensemble: Ensemble, options: Any, sink: Sink,
               should_stop: Callable[[], bool]) -> tuple[StageTimes, dict[str, Any]]:
-        from mammo_batch.engine.distributed import score_on_ray
+        from mammo_batch.engine.distributed import RayRun, score_on_ray
 
-        return score_on_ray(jobs, ensemble, batch_size=options.batch_size, workers=options.workers,
-                            runtime=options.runtime, threads=options.threads, progress=options.progress,
-                            sink=sink, should_stop=should_stop)
+        run = RayRun(batch_size=options.batch_size, workers=options.workers, runtime=options.runtime,
+                     threads=options.threads, time_limit_s=options.time_limit_s, progress=options.progress,
+                     task=self.task)
+        return score_on_ray(jobs, ensemble, run, sink, should_stop)

@@ -19,6 +19,7 @@ Size = tuple[int, int]
 REASON_DECODE_ERROR = "decode_error"  # the file could not be decoded or prepared
 REASON_WORKER_CRASH = "worker_crash"  # the process preparing it died twice
 REASON_TIMEOUT = "timeout"  # preparing it took longer than the per-file time limit
+REASON_NOT_READABLE = "not_readable_on_node"  # engine ray: the node preparing it cannot open the path
 
 
 @dataclass(frozen=True)

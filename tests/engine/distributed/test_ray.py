@@ -1,8 +1,8 @@
 """`--engine ray` on a real local Ray cluster: same outputs and guarantees as `--engine local`.
 
-Real DICOM files, real ONNX Runtime sessions in real Ray actors. One Ray for the module (starting
-one costs seconds); it declares 4 logical CPUs on any machine, as Ray Data hangs when actors hold
-every CPU (ray issue #44687, ../shared/reference/ray.md §4).
+Real DICOM files, real ONNX Runtime sessions in real Ray actors, on the session's Ray (the
+`ray_cluster` fixture, tests/conftest.py). The per-file fault scenarios both engines share (crash,
+hang, exception, SIGTERM) are in tests/engine/executors/test_executor_scenarios.py.
 """
 
 from __future__ import annotations
@@ -34,20 +34,6 @@ MEMBERS = [
          region=(0, 32, 0, 16)),
 ]
 VIEW_COLUMNS = ["path", "study_key", "status", "reason", "prob", "prob_wide", "prob_upper"]
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    from ray.data import DataContext
-
-    ray.init(num_cpus=4, include_dashboard=False, object_store_memory=256 * 1024**2,
-             logging_level="WARNING", log_to_driver=False)
-    context = DataContext.get_current()
-    timeout = context.execution_no_progress_timeout_s
-    context.execution_no_progress_timeout_s = 120  # a hang fails the test instead of stalling CI
-    yield ray.get_runtime_context().gcs_address
-    context.execution_no_progress_timeout_s = timeout
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +94,8 @@ def test_ray_scores_and_statuses_equal_local(ray_cluster, studies, bundle, tmp_p
     pd.testing.assert_frame_equal(views, read_views(tmp_path / "local_views.parquet"), check_exact=False, atol=1e-6)
     assert {"decode_error", "empty_file", "broken_link", "not_dicom"} <= set(views["reason"])
     assert remote.engine == "ray"
-    assert remote.cluster["nodes_used"] == 1 and remote.cluster["actors"] >= 1 and remote.cluster["gpus_used"] == 0
+    assert 1 <= remote.cluster["nodes_used"] <= remote.cluster["nodes"]  # 2 on benchmarks/ray_two_nodes.py's cluster
+    assert remote.cluster["actors"] >= 1 and remote.cluster["gpus_used"] == 0
     metadata = pq.read_schema(tmp_path / "ray.parquet").metadata
     assert b'"engine": {"actors"' in metadata[b"mammo_batch"]
 
@@ -173,40 +160,26 @@ def test_a_killed_driver_resumes_to_the_same_output(ray_cluster, backlog, bundle
     assert not views.duplicated(["path"]).any()
 
 
-def test_sigterm_stops_the_pipeline_and_writes_whole_studies(ray_cluster, studies, bundle, tmp_path):
-    out = tmp_path / "stopped.parquet"
-    journal = Path(f"{out}.journal")
-    command = [sys.executable, "-m", "mammo_batch.engine.cli", "score", str(studies), "--out", str(out),
-               "--models", str(bundle), "--engine", "ray", "--ray-address", ray_cluster, "--quiet",
-               "--workers", "1", "--flush-every", "1", "--batch-size", "1"]
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and child.poll() is None and not list(journal.glob("part-*")):
-        time.sleep(0.05)
-    child.send_signal(signal.SIGTERM)
-    _, stderr = child.communicate(timeout=120)
-    assert child.returncode in (128 + signal.SIGTERM, 3), stderr  # 3: it had finished before the signal
-    stopped = read_scores(out)
-    assert stopped.index.is_unique and set(stopped["status"]) <= {"ok", "partial", "failed"}
-    finished = run(studies, bundle, out, "ray")
-    assert finished.kept == int((stopped["status"] == "ok").sum())
-    assert len(read_scores(out)) == 6
-
-
-def test_decode_tasks_fail_views_not_blocks(studies, bundle):
-    """The decode UDF alone (no Ray): a path this node cannot read and a damaged file fail their views."""
+def test_prepare_actors_fail_views_not_blocks(ray_cluster, studies, bundle):
+    """The prepare stage alone (called in this process): a path this node cannot read and a damaged
+    file fail their views, the good view gets its images."""
     import pyarrow as pa
 
-    from mammo_batch.engine.distributed.decode import decode_studies, image_column
+    from mammo_batch.engine.distributed.prepare import PrepareStage, image_column
 
     loaded = load_bundle(bundle)
     dtypes = {m.input_size: m.input.dtype for m in loaded.members}
     folders = sorted(p for p in studies.iterdir() if p.is_dir())
     good = sorted(folders[4].glob("*.dcm"))[0]
     damaged = sorted(folders[1].glob("*.dcm"))[0]
-    rows = pa.Table.from_pylist([{"job": 7, "positions": [0, 1, 2],
-                                  "paths": [str(good), str(studies / "not-mounted.dcm"), str(damaged)]}])
-    out = decode_studies(rows, dtypes, loaded.settings)
+    rows = pa.Table.from_pylist([{"view_id": i, "path": str(p)} for i, p in
+                                 enumerate([good, studies / "not-mounted.dcm", damaged])])
+    stage = PrepareStage(dtypes, loaded.settings, time_limit_s=60)
+    try:
+        out = stage(rows)
+    finally:
+        stage.preparer.close()
+    assert list(out["view_id"]) == [0, 1, 2]
     assert list(out["reason"]) == ["", "not_readable_on_node", "decode_error"]
     assert "cannot read this path" in out["error"][1]
     for size in dtypes:

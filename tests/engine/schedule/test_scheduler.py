@@ -6,18 +6,14 @@ scheduling and fault handling, with real processes, real signals and real time l
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-from worker_tasks import scripted
+from worker_tasks import scripted, scripted_studies
 
-from mammo_batch.engine.dicom.record import ViewRecord
 from mammo_batch.engine.pixels import PreprocessSettings
 from mammo_batch.engine.schedule.cpu_pool import CpuPoolPreparer
 from mammo_batch.engine.schedule.preparer import REASON_DECODE_ERROR, REASON_TIMEOUT, REASON_WORKER_CRASH, Preparer
 from mammo_batch.engine.schedule.run import Scheduler, SchedulerOptions
-from mammo_batch.engine.studies import Study
 
 SIZES = [(8, 4), (6, 6)]
 
@@ -32,18 +28,6 @@ class MeanRunner:
         assert batch.shape[1:] == self.input_size
         self.batches.append(len(batch))
         return batch.reshape(len(batch), -1).mean(axis=1).astype(np.float32) / 100
-
-
-def make_studies(root: Path, words: dict[str, list[str]]) -> list[Study]:
-    jobs = []
-    for key, study_words in words.items():
-        views = []
-        for i, word in enumerate(study_words):
-            path = root / f"{key}-{i}.txt"
-            path.write_text(word)
-            views.append(ViewRecord(str(path), laterality="LR"[i % 2], view="CC"))
-        jobs.append(Study(key, views))
-    return jobs
 
 
 def run(jobs, preparer: Preparer, batch_size: int = 3):
@@ -69,7 +53,7 @@ def probabilities(result) -> list[float | None]:
 
 
 def test_every_view_comes_back_to_its_study_batched_across_studies(tmp_path, pool):
-    jobs = make_studies(tmp_path, {f"s{i}": [str(10 * i + j) for j in range(2)] for i in range(5)})
+    jobs = scripted_studies(tmp_path, {f"s{i}": [str(10 * i + j) for j in range(2)] for i in range(5)})
     completed, done, runners = run(jobs, pool())
     assert completed and set(done) == {f"s{i}" for i in range(5)}
     for i in range(5):  # each view's probability is its own input's, whatever batch it rode in
@@ -79,7 +63,7 @@ def test_every_view_comes_back_to_its_study_batched_across_studies(tmp_path, poo
 
 
 def test_a_worker_killed_on_one_file_fails_that_view_only_never_its_neighbours(tmp_path, pool):
-    jobs = make_studies(tmp_path, {"a": ["1", "crash", "2"], "b": ["3", "crash-once"], "c": ["4", "5"],
+    jobs = scripted_studies(tmp_path, {"a": ["1", "crash", "2"], "b": ["3", "crash-once"], "c": ["4", "5"],
                                    "d": ["crash", "6", "8", "9"]})
     completed, done, _ = run(jobs, pool())
     assert completed
@@ -94,7 +78,7 @@ def test_a_worker_killed_on_one_file_fails_that_view_only_never_its_neighbours(t
 
 @pytest.mark.timeout(60)  # the hang sleeps 600 s: a time limit that never fires fails here within a minute
 def test_a_file_past_the_time_limit_fails_and_the_run_goes_on(tmp_path, pool):
-    jobs = make_studies(tmp_path, {"a": ["1", "hang"], "b": ["2", "3"]})
+    jobs = scripted_studies(tmp_path, {"a": ["1", "hang"], "b": ["2", "3"]})
     completed, done, _ = run(jobs, pool(time_limit_s=2.0))
     assert completed
     assert done["a"].views[1].reason == REASON_TIMEOUT
@@ -103,14 +87,14 @@ def test_a_file_past_the_time_limit_fails_and_the_run_goes_on(tmp_path, pool):
 
 
 def test_an_exception_fails_one_view(tmp_path, pool):
-    jobs = make_studies(tmp_path, {"a": ["raise", "6"]})
+    jobs = scripted_studies(tmp_path, {"a": ["raise", "6"]})
     _, done, _ = run(jobs, pool())
     assert done["a"].views[0].reason == REASON_DECODE_ERROR and "this file is bad" in done["a"].views[0].error
     assert probabilities(done["a"])[1] == pytest.approx(0.06)
 
 
 def test_a_stop_request_finishes_open_studies_and_opens_no_more(tmp_path, pool):
-    jobs = make_studies(tmp_path, {f"s{i}": ["1", "2"] for i in range(8)})
+    jobs = scripted_studies(tmp_path, {f"s{i}": ["1", "2"] for i in range(8)})
     preparer = pool()
     runners = {size: [MeanRunner(f"m{i}", size)] for i, size in enumerate(SIZES)}
     scheduler = Scheduler(runners, preparer, SchedulerOptions(batch_size=2, idle_flush_s=0.2))

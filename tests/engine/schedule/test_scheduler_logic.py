@@ -134,3 +134,12 @@ def test_a_stop_request_finishes_the_open_studies_and_opens_no_more():
     assert all(probabilities(r) == pytest.approx([0.01, 0.02]) for r in finished.values())
     opened = {path.split("/")[0] for path in preparer.submitted}
     assert opened == set(finished)  # every study that was opened was finished, and no other
+
+
+def test_every_preparer_reason_is_in_the_policy_vocabulary():
+    """One vocabulary: a reason a Preparer (local or in a Ray actor) reports is documented with the others."""
+    from mammo_batch.engine.dicom.policy import REASONS
+    from mammo_batch.engine.schedule import preparer
+
+    codes = {value for name, value in vars(preparer).items() if name.startswith("REASON_")}
+    assert {"decode_error", "worker_crash", "timeout", "not_readable_on_node"} <= codes <= set(REASONS)

@@ -1,5 +1,6 @@
 """The per-file time limit and the signal handling on a loaded machine: the same tests as
-tests/engine/schedule/test_scheduler.py and tests/e2e/test_cli_faults.py, run while two processes burn a CPU each.
+tests/engine/schedule/test_scheduler.py and tests/engine/executors (SIGTERM, local engine), run while
+two processes burn a CPU each.
 
 On a busy 2-core machine a spawned worker takes seconds to start; that time (and the wait in the
 pool's queue) must never count against a file's time limit (engine/schedule/cpu_pool.py), and a
@@ -14,9 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import test_cli_faults
+import test_executor_scenarios
 import test_scheduler
-from worker_tasks import scripted
+from worker_tasks import scripted, scripted_studies
 
 from mammo_batch.engine.pixels import PreprocessSettings
 from mammo_batch.engine.schedule.cpu_pool import CpuPoolPreparer
@@ -48,13 +49,13 @@ def test_a_file_past_the_time_limit_fails_and_the_others_pass_under_load(busy_cp
 @pytest.mark.timeout(120)
 def test_no_quick_file_times_out_while_workers_start_under_load(busy_cpus, tmp_path: Path):
     """Many quick files, a 2 s limit, a fresh pool on a busy machine: start-up is not their time."""
-    jobs = test_scheduler.make_studies(tmp_path, {f"s{i}": [str(i), str(i + 1)] for i in range(6)})
+    jobs = scripted_studies(tmp_path, {f"s{i}": [str(i), str(i + 1)] for i in range(6)})
     completed, done, _ = test_scheduler.run(jobs, pool(time_limit_s=2.0))
     assert completed and all(not v.failed for r in done.values() for v in r.views.values())
 
 
 @pytest.mark.timeout(300)
-def test_sigterm_finishes_studies_in_flight_under_load(busy_cpus, make_bundle, make_studies, tmp_path: Path):
-    bundle = make_bundle(test_cli_faults.MEMBERS, threshold=0.5)
-    studies = make_studies(8, seed=11, size=(192, 160), layout="accession")
-    test_cli_faults.test_sigterm_finishes_studies_in_flight_and_the_rerun_completes(studies, bundle, tmp_path)
+def test_sigterm_finishes_studies_in_flight_under_load(busy_cpus, request, make_bundle, make_studies, tmp_path: Path):
+    bundle = make_bundle(test_executor_scenarios.MEMBERS, threshold=0.5)
+    test_executor_scenarios.test_sigterm_finishes_whole_studies_and_the_rerun_completes(
+        "local", request, make_studies, bundle, tmp_path)
