@@ -204,3 +204,14 @@ def test_ray_views_batch_across_studies_and_match_numpy(ray_cluster, studies, bu
     assert small.views == large.views
     a, b = read_views(tmp_path / "v1.parquet"), read_views(tmp_path / "v16.parquet")
     np.testing.assert_allclose(a["prob"].to_numpy(float), b["prob"].to_numpy(float), atol=1e-6)
+
+
+@pytest.mark.parametrize("decoder", ["nvimgcodec", "dali"])
+def test_an_option_ray_cannot_honour_exits_2_before_any_work(studies, bundle, tmp_path, decoder):
+    out = tmp_path / "scores.parquet"
+    result = subprocess.run([sys.executable, "-m", "mammo_batch.engine.cli", "score", str(studies), "--out", str(out),
+                             "--models", str(bundle), "--engine", "ray", "--decoder", decoder, "--quiet"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert f"--decoder {decoder} is not supported" in result.stderr and "Traceback" not in result.stderr
+    assert not list(tmp_path.iterdir())
