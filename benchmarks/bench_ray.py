@@ -6,8 +6,8 @@ Two synthetic backlogs, each scored by both engines with the same bundle (two me
 members: the model is nearly free, so decode + pixel path + scheduling are what is measured):
   - "mammo": 1024x832 J2K/RLE/... views, decode-dominated (per-view work as in production, smaller images);
   - "tiny": 128x104 views, where per-study scheduling overhead dominates.
-The local engine uses 2 decode processes; Ray gets a local cluster of 4 logical CPUs (ray.md §4), 2 decode
-tasks at a time and one scorer actor. Reported: views/s (scoring phase and whole run), discovery time,
+The local engine uses 2 decode processes; Ray gets a local cluster of 4 logical CPUs (ray.md §4), 2 prepare
+actors (each with one decode process) and one scorer actor. Reported: views/s (scoring phase and whole run), discovery time,
 Ray start-up, and per-study overhead = (ray - local) scoring seconds / studies.
 """
 

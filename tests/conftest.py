@@ -51,6 +51,7 @@ MODULE_MARKS: dict[str, tuple[str, ...]] = {
     "test_fuzz.py": ("slow",),  # a large mutated corpus
     "test_privacy.py": ("slow",),
     "test_laterality_truth.py": ("slow",),
+    "test_gpu_check_dry_run.py": ("slow",),  # benchmarks/gpu_check.py --device cpu: exports three networks
 }
 # By test function name (parametrized ids stripped), for single tests in otherwise quick modules.
 NAME_MARKS: dict[str, tuple[str, ...]] = {
