@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
+from mammo_batch.engine.pacs.extra import PacsExtraMissing, require_pacs_extra
 from mammo_batch.engine.studies import STUDY_KEYS
+
+EXIT_USAGE = 2
+
+
+def pacs_extra_or_exit(command: str) -> None:
+    """A PACS command without the `pacs` extra: a usage error (exit 2) naming what to install."""
+    try:
+        require_pacs_extra(f"`mammo-batch {command}`")
+    except PacsExtraMissing as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
 
 
 def parse_size(value: str) -> tuple[int, int]:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
+from mammo_batch.engine.cli.options import pacs_extra_or_exit
 from mammo_batch.engine.pacs.credentials import CredentialsError, describe_auth
-from mammo_batch.engine.pacs.extra import PacsExtraMissing, require_pacs_extra
 
 EXIT_OK, EXIT_CRASH, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
 
@@ -29,11 +29,7 @@ def pull(url: str, since: datetime, until: datetime | None, to: Path, quiet: boo
     Exit status: 0 all fetched, 3 some instances failed, 2 usage error, 1 the search failed
     (authentication, network); rerun to resume.
     """
-    try:
-        require_pacs_extra("`mammo-batch pull`")
-    except PacsExtraMissing as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
+    pacs_extra_or_exit("pull")
     from tqdm import tqdm
 
     from mammo_batch.engine.pacs.dicomweb import dicomweb_client

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
+from mammo_batch.engine.cli.options import pacs_extra_or_exit
 from mammo_batch.engine.pacs.credentials import CredentialsError
-from mammo_batch.engine.pacs.extra import PacsExtraMissing, require_pacs_extra
 
 EXIT_OK, EXIT_USAGE, EXIT_INCOMPLETE = 0, 2, 3
 
@@ -26,11 +26,7 @@ def push(sr_dir: Path, destination: str, calling_aet: str, resend: bool) -> None
     $MAMMO_BATCH_DICOMWEB_USER and $MAMMO_BATCH_DICOMWEB_PASSWORD (HTTP basic).
     Exit status: 0 all stored, 3 some not stored, 2 usage error.
     """
-    try:
-        require_pacs_extra("`mammo-batch push`")
-    except PacsExtraMissing as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
+    pacs_extra_or_exit("push")
     from mammo_batch.engine.pacs.push import PushUsageError
     from mammo_batch.engine.pacs.push import push as push_srs
 
