@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import click
 import cv2
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from click.testing import CliRunner
 pytest.importorskip("torch", reason="the train extra is not installed")
 pytest.importorskip("timm")
 
+from mammo_batch.bench.cli import parse_arch  # noqa: E402
 from mammo_batch.bench.compare import BenchSettings, compare, format_table  # noqa: E402
 from mammo_batch.bench.members import arch_name, random_member_bundle  # noqa: E402
 from mammo_batch.bench.seed_style import load_png, pad_to_2_to_1, preprocess_to_png  # noqa: E402
@@ -31,7 +33,7 @@ def studies(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory) -> Path:
-    return random_member_bundle("tiny", (128, 64), tmp_path_factory.mktemp("bench") / "bundle")
+    return random_member_bundle([("tiny", (128, 64))], tmp_path_factory.mktemp("bench") / "bundle")
 
 
 def test_both_sides_score_the_same_studies(studies: Path, bundle: Path, tmp_path: Path) -> None:
@@ -65,10 +67,33 @@ def test_the_command_writes_its_json(studies: Path, bundle: Path, tmp_path: Path
 @pytest.mark.parametrize("args, message", [
     ([], "exactly one of --models BUNDLE or --arch ARCH"),
     (["--arch", "vgg16"], "unknown arch 'vgg16'"),
+    (["--arch", "tiny", "--arch", "vgg16:64x32"], "unknown arch 'vgg16'"),
+    (["--arch", "tiny:64"], "expected HxW"),
 ])
 def test_usage_errors(studies: Path, tmp_path: Path, args: list[str], message: str) -> None:
     result = CliRunner().invoke(cli, ["bench", str(studies), "--out", str(tmp_path / "r.json"), *args])
     assert result.exit_code == 2 and message in result.output
+
+
+def test_an_ensemble_of_arch_options(studies: Path, tmp_path: Path) -> None:
+    """--arch repeated, each with its own size or --size's: one bundle, members apart by fold."""
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(cli, ["bench", str(studies), "--arch", "tiny:128x64", "--arch", "tiny:128x64",
+                                      "--arch", "tiny", "--size", "96x48", "--runtime", "onnx", "--out", str(out),
+                                      "--workers", "1", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    document = json.loads(out.read_text())
+    assert document["members"] == [{"name": f"fold{i}_tiny", "arch": "tiny", "input_size": size}
+                                   for i, size in enumerate([[128, 64], [128, 64], [96, 48]])]
+    assert document["settings"]["bundle_dir"] == "temporary: random-weight tiny 128x64, tiny 128x64, tiny 96x48"
+    assert document["same_studies"] and document["seed_style"]["views"] == document["ours"][0]["views"] > 0
+
+
+def test_arch_option_parsing() -> None:
+    assert parse_arch("convnext_small:2048x1024", "1536x768") == ("convnext_small", (2048, 1024))
+    assert parse_arch("tf_efficientnet_b2", "1536x768") == ("tf_efficientnet_b2", (1536, 768))
+    with pytest.raises(click.BadParameter, match="expected HxW"):
+        parse_arch("convnext_small:2048", "1536x768")
 
 
 def test_timm_names_of_the_seed_are_accepted() -> None:
