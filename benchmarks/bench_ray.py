@@ -7,8 +7,8 @@ members: the model is nearly free, so decode + pixel path + scheduling are what 
   - "mammo": 1024x832 J2K/RLE/... views, decode-dominated (per-view work as in production, smaller images);
   - "tiny": 128x104 views, where per-study scheduling overhead dominates.
 The local engine uses 2 decode processes; Ray gets a local cluster of 4 logical CPUs (ray.md §4), 2 prepare
-actors (each with one decode process) and one scorer actor. Reported: views/s (scoring phase and whole run), discovery time,
-Ray start-up, and per-study overhead = (ray - local) scoring seconds / studies.
+actors (each with one decode process) and one scorer actor. Reported: views/s (scoring phase and whole run),
+discovery time, Ray start-up, and per-study overhead = (ray - local) scoring seconds / studies.
 """
 
 from __future__ import annotations
