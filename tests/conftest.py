@@ -199,7 +199,8 @@ def ray_cluster() -> Iterator[str]:
     import ray
     from ray.data import DataContext
 
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_TESTS), os.environ.get("PYTHONPATH")]))
+    pythonpath = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_TESTS), pythonpath]))
     address = os.environ.get("MAMMO_BATCH_TEST_RAY_ADDRESS")
     if address:
         ray.init(address=address, logging_level="WARNING", log_to_driver=False)
@@ -208,7 +209,13 @@ def ray_cluster() -> Iterator[str]:
                  logging_level="WARNING", log_to_driver=False)
     context = DataContext.get_current()
     timeout = context.execution_no_progress_timeout_s
-    context.execution_no_progress_timeout_s = 120  # a hang fails the test instead of stalling CI
+    # A hang fails the test instead of stalling CI. Generous: on a busy 2-core machine (two CPU burners
+    # beside CI) a run's actors took minutes to start (each a new process importing the engine).
+    context.execution_no_progress_timeout_s = 300
     yield ray.get_runtime_context().gcs_address
     context.execution_no_progress_timeout_s = timeout
     ray.shutdown()
+    if pythonpath is None:
+        os.environ.pop("PYTHONPATH")
+    else:
+        os.environ["PYTHONPATH"] = pythonpath
