@@ -201,6 +201,9 @@ def ray_cluster() -> Iterator[str]:
 
     pythonpath = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_TESTS), pythonpath]))
+    # Ray runs its workers at nice 15: beside busy processes at nice 0 (CI's neighbours, two CPU burners)
+    # they got a few percent of a core and a run's actors took minutes to start. Not niced here.
+    os.environ.setdefault("RAY_worker_niceness", "0")
     address = os.environ.get("MAMMO_BATCH_TEST_RAY_ADDRESS")
     if address:
         ray.init(address=address, logging_level="WARNING", log_to_driver=False)
